@@ -1,0 +1,41 @@
+package main
+
+import "strings"
+
+// Exit statuses, as pyftpsync uses them so that scripts can switch over.
+const (
+	exitOK       = 0
+	exitFailure  = 1 // something failed; the message says what
+	exitUsage    = 2 // bad arguments or flags
+	exitAborted  = 3 // the user stopped it
+	exitProblems = 10
+)
+
+// exitError carries a specific exit status up to main.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageError marks a bad command line.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// isUsageError recognises our usage errors and cobra's, which are plain
+// errors with recognisable text.
+func isUsageError(err error) bool {
+	if _, ok := err.(*usageError); ok {
+		return true
+	}
+	msg := err.Error()
+	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "accepts ", "requires at least", "requires exactly", "invalid argument", "flag needs an argument", "bad flag syntax"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
