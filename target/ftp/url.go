@@ -1,0 +1,337 @@
+package ftp
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+// TLSMode says whether and how the control and data channels are encrypted.
+type TLSMode int
+
+const (
+	// TLSNone is plain FTP: credentials and data cross the network in clear.
+	TLSNone TLSMode = iota
+	// TLSExplicit upgrades a plain connection with AUTH TLS (ftpes://).
+	TLSExplicit
+	// TLSImplicit speaks TLS from the first byte, on port 990 by default (ftps://).
+	TLSImplicit
+)
+
+func (m TLSMode) String() string {
+	switch m {
+	case TLSNone:
+		return "none"
+	case TLSExplicit:
+		return "explicit"
+	case TLSImplicit:
+		return "implicit"
+	}
+	return "TLSMode(" + strconv.Itoa(int(m)) + ")"
+}
+
+// scheme is the canonical URL scheme of a mode; String writes it so that a
+// printed endpoint parses back to the same endpoint.
+func (m TLSMode) scheme() string {
+	switch m {
+	case TLSExplicit:
+		return "ftpes"
+	case TLSImplicit:
+		return "ftps"
+	}
+	return "ftp"
+}
+
+func (m TLSMode) defaultPort() string {
+	if m == TLSImplicit {
+		return "990"
+	}
+	return "21"
+}
+
+// anonymousUser is the login used when the URL names none (RFC 1635).
+const anonymousUser = "anonymous"
+
+// Endpoint is a parsed ftp://, ftpes:// or ftps:// URL: where to connect, as
+// whom, and which remote directory is the root of the tree.
+type Endpoint struct {
+	// Scheme is the canonical scheme of TLS: "ftp", "ftpes" or "ftps"
+	// ("ftp://...?tls=explicit" gives "ftpes").
+	Scheme string
+	TLS    TLSMode
+	// Host is host:port with the port always present (21, or 990 for
+	// implicit TLS); the host name is lower-cased, IPv6 in brackets.
+	Host string
+	// User is the login name, percent-decoded; "anonymous" if the URL has none.
+	User string
+	// URLPassword is the password given in the URL, if any. It is visible in
+	// ps and shell history, so ResolvePassword warns when it is used. It is
+	// never printed by String or ID.
+	URLPassword string
+	// Root is the absolute remote directory that is the root of the tree,
+	// cleaned ("/site", or "/" for the server's top), or "" for the login
+	// directory. A pool resolves "" with PWD after login and calls WithRoot,
+	// because relative paths break as soon as a connection changes directory.
+	Root string
+}
+
+// Messages of ParseURL that echo nothing from the URL, so that a password
+// typed in the wrong place (ftp://alice:pa#ss@host) is never shown.
+var (
+	errMalformedURL = errors.New("malformed URL: use ftp://[user@]host[:port]/path (ftps:// or ftpes:// for TLS)")
+	errNoHost       = errors.New("URL has no host: use ftp://[user@]host[:port]/path")
+	errBadHost      = errors.New("URL host holds a space or control character")
+	errBadPort      = errors.New("URL port must be a number from 1 to 65535")
+	errBadUser      = errors.New("URL user name holds a control character")
+	errBadPassword  = errors.New("URL password holds a control character (CR, LF or NUL would inject FTP commands)")
+	errFragment     = errors.New("URL has a #fragment; percent-encode '#' in a password as %23, or better drop the password from the URL")
+	errBadTLS       = errors.New("URL parameter tls must be explicit, implicit or none")
+	errTLSConflict  = errors.New("URL parameter tls contradicts the scheme (ftps:// is implicit TLS, ftpes:// is explicit)")
+	errSlashInPath  = errors.New("URL path element holds an encoded slash (%2F); only a leading %2F is allowed")
+	errUnknownParam = errors.New("unknown URL parameter (only tls=explicit|implicit|none is known); percent-encode '?' in a password as %3F")
+	// A '/' in a password ends the host part early: ftp://alice:12/ss@host
+	// parses as host "alice", port 12, path "/ss@host".
+	errAtInPath = errors.New("URL path holds '@': percent-encode '/' in a password as %2F, or '@' in the path as %40")
+)
+
+// ParseURL parses the remote URL given on the command line.
+//
+// Accepted: ftp://[user[:password]@]host[:port][/path][?tls=explicit|implicit|none],
+// ftpes:// (explicit AUTH TLS, port 21) and ftps:// (implicit TLS, port 990).
+// The path names an absolute remote directory ("/site"), as pyftpsync reads
+// it; no path (or "/") is the login directory, and "/%2F" (RFC 1738's escape
+// for the top) is the server's "/". Every path element must pass
+// target.ValidName, so ".." and NUL, CR or LF are refused.
+//
+// Errors never hold the password, nor any part of the URL a misplaced password
+// could end up in.
+func ParseURL(raw string) (Endpoint, error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Opaque != "" {
+		return Endpoint{}, errMalformedURL
+	}
+	var ep Endpoint
+	switch u.Scheme {
+	case "ftp":
+		ep.TLS = TLSNone
+	case "ftpes":
+		ep.TLS = TLSExplicit
+	case "ftps":
+		ep.TLS = TLSImplicit
+	case "":
+		return Endpoint{}, errMalformedURL
+	default:
+		return Endpoint{}, fmt.Errorf("unknown scheme %q (use ftp://, ftps:// or ftpes://)", u.Scheme)
+	}
+	if strings.Contains(raw, "#") {
+		return Endpoint{}, errFragment
+	}
+	if ep.TLS, err = parseQuery(u, ep.TLS); err != nil {
+		return Endpoint{}, err
+	}
+	ep.Scheme = ep.TLS.scheme()
+
+	if ep.Host, err = parseHost(u, ep.TLS); err != nil {
+		return Endpoint{}, err
+	}
+	ep.User = anonymousUser
+	if u.User != nil {
+		if name := u.User.Username(); name != "" {
+			if hasControl(name) {
+				return Endpoint{}, errBadUser
+			}
+			ep.User = name
+		}
+		if pw, ok := u.User.Password(); ok {
+			if hasControl(pw) {
+				return Endpoint{}, errBadPassword
+			}
+			ep.URLPassword = pw
+		}
+	}
+	if strings.Contains(u.EscapedPath(), "@") {
+		return Endpoint{}, errAtInPath
+	}
+	if ep.Root, err = parseRoot(u.EscapedPath()); err != nil {
+		return Endpoint{}, err
+	}
+	return ep, nil
+}
+
+// parseQuery reads the only parameter we know, tls, and checks that it agrees
+// with the scheme.
+func parseQuery(u *url.URL, mode TLSMode) (TLSMode, error) {
+	q, err := url.ParseQuery(u.RawQuery)
+	if err != nil {
+		return mode, errMalformedURL
+	}
+	for key := range q {
+		if key != "tls" {
+			return mode, errUnknownParam
+		}
+	}
+	vals, ok := q["tls"]
+	if !ok {
+		return mode, nil
+	}
+	if len(vals) != 1 {
+		return mode, errBadTLS
+	}
+	var want TLSMode
+	switch strings.ToLower(vals[0]) {
+	case "none":
+		want = TLSNone
+	case "explicit":
+		want = TLSExplicit
+	case "implicit":
+		want = TLSImplicit
+	default:
+		return mode, errBadTLS
+	}
+	if u.Scheme != "ftp" && want != mode {
+		return mode, errTLSConflict
+	}
+	return want, nil
+}
+
+func parseHost(u *url.URL, mode TLSMode) (string, error) {
+	host := strings.ToLower(u.Hostname())
+	if host == "" {
+		return "", errNoHost
+	}
+	for _, r := range host {
+		if r <= ' ' || r == 0x7f {
+			return "", errBadHost
+		}
+	}
+	port := u.Port()
+	if port == "" {
+		if strings.HasSuffix(u.Host, ":") {
+			return "", errBadPort
+		}
+		port = mode.defaultPort()
+	} else {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return "", errBadPort
+		}
+		port = strconv.Itoa(n)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// parseRoot decodes the escaped URL path element by element, so that an
+// encoded slash cannot smuggle a separator past the checks.
+func parseRoot(escaped string) (string, error) {
+	rest := strings.TrimLeft(escaped, "/")
+	top := false
+	if len(rest) >= 3 && strings.EqualFold(rest[:3], "%2F") {
+		top = true
+		rest = rest[3:]
+	}
+	var elems []string
+	for _, el := range strings.Split(rest, "/") {
+		if el == "" {
+			continue
+		}
+		name, err := url.PathUnescape(el)
+		if err != nil {
+			return "", errMalformedURL
+		}
+		if strings.Contains(name, "/") {
+			return "", errSlashInPath
+		}
+		if err := target.ValidName(name); err != nil {
+			return "", fmt.Errorf("URL path: %w", err)
+		}
+		elems = append(elems, name)
+	}
+	if len(elems) == 0 {
+		if top {
+			return "/", nil
+		}
+		return "", nil
+	}
+	return "/" + strings.Join(elems, "/"), nil
+}
+
+func hasControl(s string) bool {
+	for _, r := range s {
+		if r < ' ' || r == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// String is the URL without any password, in a form ParseURL reads back to
+// the same endpoint: "ftp://alice@files.example.com:21/site".
+func (e Endpoint) String() string {
+	u := url.URL{Scheme: e.Scheme, User: url.User(e.User), Host: e.Host}
+	switch e.Root {
+	case "":
+	case "/":
+		u.RawPath = "/%2F"
+		u.Path = "//"
+	default:
+		elems := strings.Split(strings.TrimPrefix(e.Root, "/"), "/")
+		esc := make([]string, len(elems))
+		for i, el := range elems {
+			esc[i] = strings.ReplaceAll(url.PathEscape(el), "@", "%40")
+		}
+		u.Path = e.Root
+		u.RawPath = "/" + strings.Join(esc, "/")
+	}
+	return u.String()
+}
+
+// ID identifies the remote tree for stored state, in pyftpsync's form: the
+// host name (with the port only if it is not the default), then the root path:
+// "files.example.com/site". The login directory depends on the user, so it is
+// "host/~user". It holds no password.
+func (e Endpoint) ID() string {
+	host := e.Host
+	if h, p, err := net.SplitHostPort(e.Host); err == nil && p == e.TLS.defaultPort() {
+		host = h
+		if strings.Contains(h, ":") {
+			host = "[" + h + "]"
+		}
+	}
+	if e.Root == "" {
+		return host + "/~" + e.User
+	}
+	return host + e.Root
+}
+
+// WithRoot returns a copy whose Root is abs, the directory PWD reported after
+// login when the URL named none. abs is cleaned; a relative answer is taken
+// as relative to "/".
+func (e Endpoint) WithRoot(abs string) Endpoint {
+	e.Root = path.Clean("/" + abs)
+	return e
+}
+
+// RemotePath maps a target-relative path (as target.CleanPath returns it; ""
+// is the root) to the path to send in FTP commands. With a Root it is
+// absolute. With Root "" it is relative to the login directory ("." for the
+// root itself), which holds only while the connection never changes
+// directory; a pool should call WithRoot after login instead.
+func (e Endpoint) RemotePath(rel string) string {
+	switch {
+	case e.Root == "" && rel == "":
+		return "."
+	case e.Root == "":
+		return rel
+	case rel == "":
+		return e.Root
+	case e.Root == "/":
+		return "/" + rel
+	}
+	return e.Root + "/" + rel
+}
