@@ -18,7 +18,8 @@
 # Files the tests put into a root folder directly must be owned by FTPSYNC_TEST_UID/GID, or the
 # FTP user cannot overwrite or delete them.
 set -euo pipefail
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
+# useradd, chpasswd and proftpd live in sbin, which a non-login shell may leave out of PATH.
+export PATH=$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 state=${FTPSYNC_SERVERS_DIR:-$repo/.servers}
