@@ -199,14 +199,20 @@ probe() {
 	curl -s -o /dev/null --max-time 3 --user "$ftp_user:$(cat "$state/password")" "ftp://$host:$1/"
 }
 
+# wait_ready NAME PORT LOG PID waits for the server just started as PID to answer a login.
+# Liveness is checked by pid, not with running: until the exec, the process is still a shell.
 wait_ready() {
-	local name=$1 port=$2 logfile=$3 deadline=$((SECONDS + ready_timeout))
+	local name=$1 port=$2 logfile=$3 pid=$4 deadline=$((SECONDS + ready_timeout))
 	while ((SECONDS < deadline)); do
-		running "$name" >/dev/null || break
+		kill -0 "$pid" 2>/dev/null || break
 		probe "$port" && running "$name" >/dev/null && return 0
 		sleep 0.2 # a server gives no readiness signal; a bounded login probe is the check
 	done
-	log "$name did not answer a login on $host:$port within ${ready_timeout}s; its logs end with:"
+	if kill -0 "$pid" 2>/dev/null; then
+		log "$name did not answer a login on $host:$port within ${ready_timeout}s; its logs end with:"
+	else
+		log "$name exited while starting; its logs end with:"
+	fi
 	tail -n 30 "$state/$name/stderr.log" "$logfile" >&2 2>/dev/null || true
 	stop "$name"
 	exit 1
@@ -232,7 +238,7 @@ start_proftpd() {
 	# group; it writes its pid file itself.
 	setsid proftpd -n -c "$pro/proftpd.conf" >>"$pro/stderr.log" 2>&1 </dev/null &
 	echo $! >"$pro/proftpd.pid"
-	wait_ready proftpd "$proftpd_port" "$pro/proftpd.log"
+	wait_ready proftpd "$proftpd_port" "$pro/proftpd.log" $!
 }
 
 start_vsftpd() {
@@ -249,7 +255,7 @@ start_vsftpd() {
 	LD_LIBRARY_PATH=$(vsftpd_libpath) setsid "$vsroot/usr/sbin/vsftpd" "$vs/vsftpd.conf" \
 		0>>"$vs/stderr.log" >&0 2>&0 &
 	echo $! >"$vs/vsftpd.pid"
-	wait_ready vsftpd "$vsftpd_port" "$vs/vsftpd.log"
+	wait_ready vsftpd "$vsftpd_port" "$vs/vsftpd.log" $!
 }
 
 # group_alive PGID succeeds while a process of that group is alive (zombies do not count: where
@@ -320,6 +326,10 @@ print_status() {
 case ${1:-} in
 up)
 	need_root
+	# Before anything changes the shared user's password: fail if another instance (another state
+	# dir) or another program holds a port.
+	running proftpd >/dev/null || port_free proftpd "$proftpd_port"
+	running vsftpd >/dev/null || port_free vsftpd "$vsftpd_port"
 	install_packages
 	ensure_user
 	ensure_tls
