@@ -66,6 +66,15 @@ func TestIDAndString(t *testing.T) {
 	}
 }
 
+func TestStatRoot(t *testing.T) {
+	tg := newTarget(t, t.TempDir())
+	defer tg.Close()
+	e, err := tg.Stat(t.Context(), "/")
+	if err != nil || !e.IsDir || e.Name != "" {
+		t.Errorf("stat of the root = %+v, %v; want a directory with the empty name", e, err)
+	}
+}
+
 func TestClosedTargetFails(t *testing.T) {
 	tg := newTarget(t, t.TempDir())
 	if err := tg.Close(); err != nil {

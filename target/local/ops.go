@@ -12,7 +12,7 @@ import (
 )
 
 // Stat describes one file or directory; links and special files are not
-// found.
+// found. The root's entry has the empty name.
 func (t *Target) Stat(ctx context.Context, p string) (target.Entry, error) {
 	rel, err := t.resolve(ctx, "stat", p)
 	if err != nil {
@@ -22,7 +22,11 @@ func (t *Target) Stat(ctx context.Context, p string) (target.Entry, error) {
 	if err != nil {
 		return target.Entry{}, err
 	}
-	return entry(target.Base(rel), fi), nil
+	name := ""
+	if rel != "" {
+		name = target.Base(rel)
+	}
+	return entry(name, fi), nil
 }
 
 // listBatch bounds how many names are read between two context checks.
