@@ -50,9 +50,9 @@ type Options struct {
 
 // Cache is the store. It is safe for concurrent use.
 type Cache struct {
-	db   *badger.DB        // read only after Open
-	seq  *badger.Sequence  // inode numbers; leased in ranges, so a crash only skips some
-	lock *os.File          // flock held for the cache's lifetime
+	db   *badger.DB         // read only after Open
+	seq  *badger.Sequence   // inode numbers; leased in ranges, so a crash only skips some
+	lock *os.File           // flock held for the cache's lifetime
 	log  logrus.FieldLogger // read only
 	dir  string             // read only
 	max  int64              // read only
