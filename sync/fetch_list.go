@@ -1,0 +1,211 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	gosync "sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+// ListOptions configures a Lister. The command line fills it.
+type ListOptions struct {
+	Target target.Target
+	Cache  *cache.Cache
+	Log    logrus.FieldLogger
+	// DirCacheTime is how long a directory listing is trusted before it is
+	// listed again (default 5m).
+	DirCacheTime time.Duration
+	// Prefetch is how many subdirectory listings run in the background at
+	// once after a directory was listed (default 4; keep it at or below the
+	// target's connection count so that foreground requests still get one).
+	Prefetch int
+	// OnChange, if set, is told what a listing changed, so that the kernel
+	// can drop what it cached. It is called from the listing's goroutine,
+	// never inside a kernel request, and must not block for long.
+	OnChange func([]cache.Change)
+}
+
+// prefetchQueue bounds the subdirectories waiting for a background listing;
+// beyond it they are listed when first opened.
+const prefetchQueue = 4096
+
+// Lister keeps directory listings in the cache fresh: a directory never
+// listed is listed before it is answered; a stale one is answered from the
+// cache at once and listed again in the background (so a remount with a
+// warm cache shows the tree at once); each listing queues its unlisted
+// subdirectories for bounded background listing, so that ls -R, find and du
+// on a cold tree run in parallel.
+type Lister struct {
+	opts ListOptions // read only
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	wg     gosync.WaitGroup // prefetch workers and background refreshes
+	queue  chan uint64      // directories to list in the background
+
+	mu      gosync.Mutex         // protects the following
+	flights map[uint64]*flight   // listings in progress per directory
+	failed  map[uint64]time.Time // when a background refresh last failed
+}
+
+// flight is one listing in progress that several callers may wait for.
+type flight struct {
+	done chan struct{} // closed when err is set
+	err  error
+}
+
+// NewLister starts the background workers; Close stops them.
+func NewLister(opts ListOptions) (*Lister, error) {
+	if opts.Target == nil || opts.Cache == nil || opts.Log == nil {
+		return nil, errors.New("sync: ListOptions needs Target, Cache and Log")
+	}
+	if opts.DirCacheTime <= 0 {
+		opts.DirCacheTime = 5 * time.Minute
+	}
+	if opts.Prefetch <= 0 {
+		opts.Prefetch = 4
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &Lister{opts: opts, ctx: ctx, cancel: cancel, queue: make(chan uint64, prefetchQueue), flights: make(map[uint64]*flight), failed: make(map[uint64]time.Time)}
+	for i := 0; i < opts.Prefetch; i++ {
+		l.wg.Add(1)
+		go l.worker()
+	}
+	return l, nil
+}
+
+// Close stops background listings and waits for them.
+func (l *Lister) Close() {
+	l.cancel()
+	l.wg.Wait()
+}
+
+// Ensure makes sure directory dir has a listing in the cache. It lists from
+// the target only if the directory was never listed; a listing older than
+// DirCacheTime is refreshed in the background.
+func (l *Lister) Ensure(ctx context.Context, dir cache.Entry) error {
+	if dir.ListedAt.IsZero() {
+		return l.wait(ctx, l.start(dir.Ino))
+	}
+	if time.Since(dir.ListedAt) > l.opts.DirCacheTime && !l.failedRecently(dir.Ino) {
+		l.start(dir.Ino)
+	}
+	return nil
+}
+
+// failedRecently keeps a server that is down from being asked again on
+// every lookup: a failed refresh is retried after DirCacheTime.
+func (l *Lister) failedRecently(dir uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	at, ok := l.failed[dir]
+	return ok && time.Since(at) < l.opts.DirCacheTime
+}
+
+// Refresh lists dir from the target now and waits for it.
+func (l *Lister) Refresh(ctx context.Context, dir uint64) error {
+	return l.wait(ctx, l.start(dir))
+}
+
+func (l *Lister) wait(ctx context.Context, fl *flight) error {
+	select {
+	case <-fl.done:
+		return fl.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// start begins listing dir unless that is already under way. The listing
+// runs on the Lister's context, so a caller that gives up does not cancel it
+// for the others waiting.
+func (l *Lister) start(dir uint64) *flight {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if fl, ok := l.flights[dir]; ok {
+		return fl
+	}
+	fl := &flight{done: make(chan struct{})}
+	l.flights[dir] = fl
+	if l.ctx.Err() != nil {
+		delete(l.flights, dir)
+		fl.err = fmt.Errorf("list: %w", ErrFetchClosed)
+		close(fl.done)
+		return fl
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		err := l.list(dir)
+		l.mu.Lock()
+		delete(l.flights, dir)
+		if err != nil {
+			l.failed[dir] = time.Now()
+		} else {
+			delete(l.failed, dir)
+		}
+		l.mu.Unlock()
+		fl.err = err
+		close(fl.done)
+	}()
+	return fl
+}
+
+// list reads one directory from the target into the cache and queues its
+// unlisted subdirectories.
+func (l *Lister) list(dir uint64) error {
+	p, err := l.opts.Cache.Path(dir)
+	if err != nil {
+		return err
+	}
+	entries, err := l.opts.Target.List(l.ctx, p)
+	if err != nil {
+		l.opts.Log.WithError(err).WithField("path", "/"+p).Warn("listing a directory failed; serving what the cache holds")
+		return fmt.Errorf("list /%s: %w", p, err)
+	}
+	changes, err := l.opts.Cache.ApplyListing(dir, entries, time.Now())
+	if len(changes) > 0 && l.opts.OnChange != nil {
+		l.opts.OnChange(changes)
+	}
+	if err != nil {
+		return fmt.Errorf("list /%s: %w", p, err)
+	}
+	kids, err := l.opts.Cache.Children(dir)
+	if err != nil {
+		return fmt.Errorf("list /%s: %w", p, err)
+	}
+	for _, k := range kids {
+		if !k.IsDir || !k.ListedAt.IsZero() {
+			continue
+		}
+		select {
+		case l.queue <- k.Ino:
+		default:
+			return nil // queue full: the rest are listed when opened
+		}
+	}
+	return nil
+}
+
+// worker lists queued subdirectories that nobody has listed meanwhile.
+func (l *Lister) worker() {
+	defer l.wg.Done()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case ino := <-l.queue:
+			e, err := l.opts.Cache.Get(ino)
+			if err != nil || !e.ListedAt.IsZero() {
+				continue // removed meanwhile, or already listed
+			}
+			l.wait(l.ctx, l.start(ino))
+		}
+	}
+}

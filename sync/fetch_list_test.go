@@ -1,0 +1,146 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+func newListEnv(t *testing.T, opts ListOptions) (*fetchEnv, *Lister) {
+	t.Helper()
+	env := newFetchEnv(t, 0)
+	env.tgt.listed = make(chan string, 100)
+	opts.Target, opts.Cache, opts.Log = env.tgt, env.c, quietLog()
+	l, err := NewLister(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	return env, l
+}
+
+// waitListed waits until the target was asked to list p.
+func waitListed(t *testing.T, c chan string, p string) {
+	t.Helper()
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case got := <-c:
+			if got == p {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("%q was not listed", p)
+		}
+	}
+}
+
+func TestEnsureListsOnceAndPrefetchesSubdirs(t *testing.T) {
+	env, l := newListEnv(t, ListOptions{Prefetch: 2})
+	os.MkdirAll(filepath.Join(env.root, "a", "deeper"), 0o755)
+	os.MkdirAll(filepath.Join(env.root, "b c"), 0o755)
+	os.WriteFile(filepath.Join(env.root, "b c", "f"), []byte("x"), 0o644)
+
+	root, _ := env.c.Get(cache.RootIno)
+	if err := l.Ensure(context.Background(), root); err != nil {
+		t.Fatal(err)
+	}
+	waitListed(t, env.tgt.listed, "")
+	// Both subdirectories are listed in the background; "deeper" is not
+	// (prefetch goes one level down from what was opened).
+	seen := map[string]bool{}
+	for len(seen) < 2 {
+		select {
+		case p := <-env.tgt.listed:
+			seen[p] = true
+		case <-time.After(5 * time.Second):
+			t.Fatalf("background listings seen: %v", seen)
+		}
+	}
+	if !seen["a"] || !seen["b c"] {
+		t.Fatalf("background listings %v, want a and b c", seen)
+	}
+	bc, err := env.c.Lookup(cache.RootIno, "b c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh listing is answered from the cache.
+	root, _ = env.c.Get(cache.RootIno)
+	if err := l.Ensure(context.Background(), root); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case p := <-env.tgt.listed:
+		if p == "" {
+			t.Fatal("a fresh directory was listed again")
+		}
+	default:
+	}
+	// Wait for "b c" to be stored (its flight ends after ApplyListing).
+	if err := l.Refresh(context.Background(), bc.Ino); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.c.Lookup(bc.Ino, "f"); err != nil {
+		t.Fatalf("file in prefetched directory: %v", err)
+	}
+}
+
+func TestStaleDirectoryAnsweredAtOnceAndRefreshed(t *testing.T) {
+	changes := make(chan []cache.Change, 10)
+	env, l := newListEnv(t, ListOptions{DirCacheTime: time.Millisecond, OnChange: func(c []cache.Change) { changes <- c }})
+	os.WriteFile(filepath.Join(env.root, "old"), []byte("x"), 0o644)
+	if err := l.Refresh(context.Background(), cache.RootIno); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(env.root, "old"))
+	os.WriteFile(filepath.Join(env.root, "new"), []byte("y"), 0o644)
+	time.Sleep(2 * time.Millisecond) // let the listing age past DirCacheTime
+
+	root, _ := env.c.Get(cache.RootIno)
+	if err := l.Ensure(context.Background(), root); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-changes:
+		kinds := map[string]cache.ChangeKind{}
+		for _, c := range got {
+			kinds[c.Name] = c.Kind
+		}
+		if len(got) != 2 || kinds["old"] != cache.ChangeRemoved || kinds["new"] != cache.ChangeAdded {
+			t.Fatalf("changes %+v", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("stale directory was not refreshed")
+	}
+}
+
+func TestServerDownServesCachedListing(t *testing.T) {
+	env, l := newListEnv(t, ListOptions{DirCacheTime: time.Millisecond})
+	os.Mkdir(filepath.Join(env.root, "never"), 0o755)
+	if err := l.Refresh(context.Background(), cache.RootIno); err != nil {
+		t.Fatal(err)
+	}
+	waitListed(t, env.tgt.listed, "")
+	os.RemoveAll(env.root) // the server's folder is gone: every list fails
+	time.Sleep(2 * time.Millisecond)
+
+	root, _ := env.c.Get(cache.RootIno)
+	if err := l.Ensure(context.Background(), root); err != nil {
+		t.Fatalf("stale but cached directory: %v", err)
+	}
+	if _, err := env.c.Lookup(cache.RootIno, "never"); err != nil {
+		t.Fatalf("cached entry lost: %v", err)
+	}
+	never, _ := env.c.Lookup(cache.RootIno, "never")
+	never.ListedAt = time.Time{}
+	err := l.Refresh(context.Background(), never.Ino)
+	if err == nil || errors.Is(err, target.ErrInvalidName) {
+		t.Fatalf("listing with the server down: %v", err)
+	}
+}
