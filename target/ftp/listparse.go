@@ -189,7 +189,7 @@ func parseListing(data []byte, mlsd bool, now time.Time, loc *time.Location) (en
 			dropped++
 			return
 		}
-		problems = append(problems, fmt.Sprintf("%q: %s", clip(line, maxProblemLine), clip(err.Error(), maxProblemLine)))
+		problems = append(problems, quoteClipped(line, maxProblemLine)+": "+clip(err.Error(), maxProblemLine))
 	}
 	for len(data) > 0 {
 		var raw []byte
@@ -229,10 +229,26 @@ func parseListing(data []byte, mlsd bool, now time.Time, loc *time.Location) (en
 	return entries, problems
 }
 
-// clip cuts s to at most n bytes, marking the cut.
+// clip cuts s to at most n bytes at a rune boundary, marking the cut.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
 	return s[:n] + "..."
+}
+
+// quoteClipped quotes s with %q in at most n characters, cutting s and
+// marking the cut where needed: a line of invalid bytes quadruples when
+// quoted, so cutting the line first is not enough.
+func quoteClipped(s string, n int) string {
+	q := strconv.Quote(s)
+	for cut := len(s); len(q) > n && cut > 0; {
+		// Every byte quotes to at most 4 characters.
+		cut -= min(cut, (len(q)-n+3)/4)
+		q = strconv.Quote(s[:cut]) + "..."
+	}
+	return q
 }

@@ -377,8 +377,26 @@ func TestParseListingBoundsProblems(t *testing.T) {
 		t.Fatalf("%d problems, last %q", len(problems), problems[len(problems)-1])
 	}
 	for _, p := range problems {
-		if len(p) > 2*maxProblemLine+20 {
+		if len(p) > 2*maxProblemLine+5 {
 			t.Fatalf("problem of %d bytes", len(p))
 		}
+	}
+}
+
+func TestQuoteClipped(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"short", `"short"`},
+		{"a\x00b", `"a\x00b"`},
+		{strings.Repeat("x", 10), `"xxxxxxxxxx"`},
+		{strings.Repeat("x", 11), `"xxxxxxx"...`},
+		{strings.Repeat("\xff", 12), `"\xff"...`},
+	}
+	for _, tt := range tests {
+		if got := quoteClipped(tt.in, 12); got != tt.want {
+			t.Errorf("quoteClipped(%q, 12) = %s, want %s", tt.in, got, tt.want)
+		}
+	}
+	if got := clip("ééé", 3); got != "é..." {
+		t.Errorf("clip cuts inside a rune: %q", got)
 	}
 }

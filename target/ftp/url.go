@@ -86,7 +86,7 @@ type Endpoint struct {
 var (
 	errMalformedURL = errors.New("malformed URL: use ftp://[user@]host[:port]/path (ftps:// or ftpes:// for TLS)")
 	errNoHost       = errors.New("URL has no host: use ftp://[user@]host[:port]/path")
-	errBadHost      = errors.New("URL host holds a space or control character")
+	errBadHost      = errors.New("URL host is not a host name or address (an IPv6 address goes in brackets: ftp://[::1]/)")
 	errBadPort      = errors.New("URL port must be a number from 1 to 65535")
 	errBadUser      = errors.New("URL user name holds a control character")
 	errBadPassword  = errors.New("URL password holds a control character (CR, LF or NUL would inject FTP commands)")
@@ -207,6 +207,14 @@ func parseHost(u *url.URL, mode TLSMode) (string, error) {
 	}
 	for _, r := range host {
 		if r <= ' ' || r == 0x7f {
+			return "", errBadHost
+		}
+	}
+	// A colon belongs only in a bracketed IPv6 address; url.Parse takes
+	// "ftp://a::21" as host "a:" and port 21.
+	if strings.Contains(host, ":") {
+		addr, _, _ := strings.Cut(host, "%")
+		if !strings.HasPrefix(u.Host, "[") || net.ParseIP(addr) == nil {
 			return "", errBadHost
 		}
 	}

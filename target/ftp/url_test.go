@@ -155,6 +155,8 @@ func TestParseURLInvalid(t *testing.T) {
 		{"ftp://al%0Dice@host/", "user name holds a control character"},
 		{"ftp://alice:" + secret + "%0D%0ADELE%20x@host/", "password holds a control character"},
 		{"ftp://ho%20st/", "malformed URL"},
+		{"ftp://0::10/", "not a host name"},
+		{"ftp://[zz:1]/", "malformed URL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw, func(t *testing.T) {
