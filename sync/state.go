@@ -72,10 +72,10 @@ func OpenStore(dir, localID, remoteID string, log logrus.FieldLogger) (*Store, e
 		WithNumLevelZeroTablesStall(4).
 		WithValueLogFileSize(16 << 20).
 		WithBlockCacheSize(4 << 20).
-		WithBaseTableSize(1 << 20).
+		WithBaseTableSize(2 << 20).
+		WithValueThreshold(1 << 10).
 		WithNumCompactors(2).
-		WithNumGoroutines(2).
-		WithCompactL0OnClose(true)
+		WithNumGoroutines(2)
 	db, err := badger.Open(opts)
 	if err != nil {
 		if strings.Contains(err.Error(), "Cannot acquire directory lock") {
