@@ -1,0 +1,205 @@
+// Package fs is the thin adapter between kernel requests (through go-fuse)
+// and the cache and sync layers: one node type per kind (dirNode, fileNode)
+// plus a handle type, errors mapped in one place (toErrno), and kernel cache
+// invalidation when the tree changes underneath. State, policy and locking
+// live in cache/ and sync/.
+//
+// The mount is read-only for now: every call that would change something
+// fails with EROFS.
+package fs
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	gofs "github.com/hanwen/go-fuse/v2/fs"
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/sync"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+// Options configures the filesystem. The command line fills it.
+type Options struct {
+	Cache    *cache.Cache
+	Fetcher  *sync.Fetcher
+	Lister   *sync.Lister
+	Notifier *Notifier // registry of live nodes for kernel notifications
+	Log      logrus.FieldLogger
+
+	// EntryTimeout and AttrTimeout are how long the kernel may trust names
+	// and attributes without asking (default 1h): the cache tells the kernel
+	// when something changed, so they can be long.
+	EntryTimeout time.Duration
+	AttrTimeout  time.Duration
+
+	// Mount options.
+	AllowOther bool   // let other users see the mount
+	FsName     string // shown as the source in mount and df
+	Debug      bool   // trace every kernel request (log level trace)
+}
+
+// filesystem holds what every node shares.
+type filesystem struct {
+	opts Options // read only
+	uid  uint32  // read only: the owner shown for every entry
+	gid  uint32  // read only
+}
+
+// Mount mounts the cache's tree on dir and returns once the kernel has it.
+// As root it mounts directly; otherwise through fusermount3.
+func Mount(dir string, opts Options) (*fuse.Server, error) {
+	if opts.Cache == nil || opts.Fetcher == nil || opts.Lister == nil || opts.Notifier == nil || opts.Log == nil {
+		return nil, errors.New("fs: Options needs Cache, Fetcher, Lister, Notifier and Log")
+	}
+	if opts.EntryTimeout <= 0 {
+		opts.EntryTimeout = time.Hour
+	}
+	if opts.AttrTimeout <= 0 {
+		opts.AttrTimeout = time.Hour
+	}
+	if opts.FsName == "" {
+		opts.FsName = "ftpsync-mount"
+	}
+	fsys := &filesystem{opts: opts, uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
+	// A name found missing is re-checked soon: a listing that adds it
+	// tells the kernel, but only for directories the kernel asked about.
+	negative := 10 * time.Second
+	mo := fuse.MountOptions{
+		FsName:       opts.FsName,
+		Name:         "ftpsync",
+		AllowOther:   opts.AllowOther,
+		MaxReadAhead: 1 << 20,
+		Options:      []string{"default_permissions"},
+		Debug:        opts.Debug,
+	}
+	// Read-only: mount(2) takes it as a flag, fusermount3 as an option.
+	if os.Geteuid() == 0 {
+		mo.DirectMount = true
+		mo.DirectMountFlags = syscall.MS_NODEV | syscall.MS_NOSUID | syscall.MS_RDONLY
+	} else {
+		mo.Options = append(mo.Options, "ro")
+	}
+	root := &dirNode{fs: fsys}
+	server, err := gofs.Mount(dir, root, &gofs.Options{
+		MountOptions:    mo,
+		EntryTimeout:    &opts.EntryTimeout,
+		AttrTimeout:     &opts.AttrTimeout,
+		NegativeTimeout: &negative,
+		UID:             fsys.uid,
+		GID:             fsys.gid,
+		RootStableAttr:  &gofs.StableAttr{Ino: cache.RootIno},
+	})
+	if err != nil {
+		return nil, err
+	}
+	opts.Notifier.register(cache.RootIno, root.EmbeddedInode())
+	return server, nil
+}
+
+// toErrno is the one place errors become errno values. It must change
+// together with the sentinel errors of cache, sync and target.
+func (fsys *filesystem) toErrno(op string, err error) syscall.Errno {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, cache.ErrNotFound), errors.Is(err, target.ErrNotFound):
+		return syscall.ENOENT
+	case errors.Is(err, context.Canceled):
+		return syscall.EINTR
+	case errors.Is(err, cache.ErrNotDir), errors.Is(err, target.ErrNotDir):
+		return syscall.ENOTDIR
+	case errors.Is(err, target.ErrPermission):
+		return syscall.EACCES
+	}
+	fsys.opts.Log.WithError(err).WithField("op", op).Warn("request failed; answering EIO")
+	return syscall.EIO
+}
+
+// fillAttr fills kernel attributes from a cache entry.
+func (fsys *filesystem) fillAttr(e cache.Entry, a *fuse.Attr) {
+	a.Ino = e.Ino
+	perm := uint32(e.Mode.Perm())
+	if e.IsDir {
+		if perm == 0 {
+			perm = 0o755
+		}
+		a.Mode = syscall.S_IFDIR | perm
+		a.Nlink = 2
+		a.Size = 4096
+	} else {
+		if perm == 0 {
+			perm = 0o644
+		}
+		a.Mode = syscall.S_IFREG | perm
+		a.Nlink = 1
+		a.Size = uint64(e.Size)
+	}
+	a.Blocks = (a.Size + 511) / 512
+	a.Blksize = 4096
+	mt := e.ModTime
+	if mt.IsZero() {
+		mt = time.Unix(0, 0)
+	}
+	a.SetTimes(&mt, &mt, &mt)
+	a.Uid, a.Gid = fsys.uid, fsys.gid
+}
+
+// newChild makes (or finds) the kernel inode for a cache entry.
+func (fsys *filesystem) newChild(ctx context.Context, parent *gofs.Inode, e cache.Entry) *gofs.Inode {
+	var node gofs.InodeEmbedder
+	mode := uint32(syscall.S_IFREG)
+	if e.IsDir {
+		node, mode = &dirNode{fs: fsys}, syscall.S_IFDIR
+	} else {
+		node = &fileNode{fs: fsys}
+	}
+	in := parent.NewInode(ctx, node, gofs.StableAttr{Mode: mode, Ino: e.Ino})
+	fsys.opts.Notifier.register(e.Ino, in)
+	return in
+}
+
+// Extended attributes answer at once from the cache, never the server.
+const stateXattr = "user.ftpsync.state"
+
+func getxattr(attr string, dest []byte) (uint32, syscall.Errno) {
+	if attr != stateXattr {
+		return 0, syscall.ENODATA
+	}
+	return copyXattr(dest, "clean")
+}
+
+func listxattr(dest []byte) (uint32, syscall.Errno) {
+	return copyXattr(dest, stateXattr+"\x00")
+}
+
+// copyXattr follows getxattr(2): an empty buffer asks for the size.
+func copyXattr(dest []byte, v string) (uint32, syscall.Errno) {
+	if len(dest) == 0 {
+		return uint32(len(v)), 0
+	}
+	if len(dest) < len(v) {
+		return 0, syscall.ERANGE
+	}
+	return uint32(copy(dest, v)), 0
+}
+
+// statfs reports the cache's space.
+func (fsys *filesystem) statfs(out *fuse.StatfsOut) syscall.Errno {
+	u, err := fsys.opts.Cache.Usage()
+	if err != nil {
+		return fsys.toErrno("statfs", err)
+	}
+	const bs = 4096
+	out.Bsize, out.Frsize = bs, bs
+	out.Blocks = uint64(u.Total) / bs
+	out.Bfree = uint64(u.Free) / bs
+	out.Bavail = out.Bfree
+	out.NameLen = 255
+	return 0
+}

@@ -1,0 +1,151 @@
+package fs
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/sync"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/local"
+)
+
+// switchTarget wraps a target and can play a server that is down: every
+// call then fails at once as a refused connection would.
+type switchTarget struct {
+	target.Target
+	down  atomic.Bool
+	opens atomic.Int64
+}
+
+var errDown = target.NewError("connect", "", target.ErrTemporary, errors.New("connection refused"))
+
+func (s *switchTarget) List(ctx context.Context, dir string) ([]target.Entry, error) {
+	if s.down.Load() {
+		return nil, errDown
+	}
+	return s.Target.List(ctx, dir)
+}
+
+func (s *switchTarget) Open(ctx context.Context, p string, off, n int64) (io.ReadCloser, error) {
+	if s.down.Load() {
+		return nil, errDown
+	}
+	s.opens.Add(1)
+	return s.Target.Open(ctx, p, off, n)
+}
+
+// mountOpts describes a test mount.
+type mountOpts struct {
+	target       target.Target // default: a local target over serverDir
+	serverDir    string        // default: a new temp dir
+	cacheDir     string        // default: a new temp dir
+	maxSize      int64
+	dirCacheTime time.Duration
+}
+
+// testMount is a mounted filesystem over a target, and its layers.
+type testMount struct {
+	dir       string // the mount point
+	serverDir string // what a local target serves; empty for other targets
+	cacheDir  string
+	tgt       *switchTarget
+	cache     *cache.Cache
+	lister    *sync.Lister
+	server    *fuse.Server
+	log       *logrus.Logger
+	unmounted bool
+	closers   []func() // layers to close after unmounting
+	closed    bool
+}
+
+// mount mounts a filesystem on a temp dir; the test's cleanup unmounts it
+// (retrying while the kernel reports it busy) and closes every layer.
+func mount(t *testing.T, o mountOpts) *testMount {
+	t.Helper()
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	if testing.Verbose() {
+		log.SetOutput(os.Stderr)
+		log.SetLevel(logrus.DebugLevel)
+	}
+	if o.cacheDir == "" {
+		o.cacheDir = t.TempDir()
+	}
+	if o.target == nil {
+		if o.serverDir == "" {
+			o.serverDir = t.TempDir()
+		}
+		lt, err := local.New(o.serverDir, local.Options{Log: log})
+		if err != nil {
+			t.Fatal(err)
+		}
+		o.target = lt
+	}
+	m := &testMount{dir: t.TempDir(), serverDir: o.serverDir, cacheDir: o.cacheDir, tgt: &switchTarget{Target: o.target}, log: log}
+	c, err := cache.Open(cache.Options{Dir: o.cacheDir, MaxSize: o.maxSize, Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.cache = c
+	notifier := NewNotifier(log)
+	fetcher, err := sync.NewFetcher(sync.FetchOptions{Target: m.tgt, Cache: c, Log: log, Timeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.lister, err = sync.NewLister(sync.ListOptions{Target: m.tgt, Cache: c, Log: log, DirCacheTime: o.dirCacheTime, OnChange: notifier.Changed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.server, err = Mount(m.dir, Options{Cache: c, Fetcher: fetcher, Lister: m.lister, Notifier: notifier, Log: log, Debug: os.Getenv("FTPSYNC_FUSE_DEBUG") != ""})
+	if err != nil {
+		t.Fatalf("mount: %v", err)
+	}
+	m.closers = []func(){m.lister.Close, fetcher.Close, notifier.Close, func() { c.Close() }, func() { o.target.Close() }}
+	t.Cleanup(func() { m.close(t) })
+	return m
+}
+
+// close unmounts and closes every layer, so that the cache can be opened
+// again by another mount.
+func (m *testMount) close(t *testing.T) {
+	t.Helper()
+	if m.closed {
+		return
+	}
+	m.closed = true
+	m.unmount(t)
+	for _, f := range m.closers {
+		f()
+	}
+}
+
+// unmount unmounts, retrying for a while if the kernel says busy.
+func (m *testMount) unmount(t *testing.T) {
+	t.Helper()
+	if m.unmounted {
+		return
+	}
+	var err error
+	for i := 0; i < 50; i++ {
+		if err = m.server.Unmount(); err == nil || !errors.Is(err, syscall.EBUSY) {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Errorf("unmount %s: %v", m.dir, err)
+		return
+	}
+	m.server.Wait()
+	m.unmounted = true
+}

@@ -1,0 +1,292 @@
+package fs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"sort"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/posixtest"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+)
+
+var mtime = time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
+
+// writeTree creates files (path → content) under root with a fixed mtime.
+func writeTree(t *testing.T, root string, files map[string][]byte) {
+	t.Helper()
+	for p, data := range files {
+		full := filepath.Join(root, p)
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, data, 0o640); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(full, mtime, mtime); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func sampleTree() map[string][]byte {
+	rnd := rand.New(rand.NewSource(1))
+	big := make([]byte, 3*cache.BlockSize+777)
+	rnd.Read(big)
+	return map[string][]byte{
+		"hello.txt":                 []byte("hello, world\n"),
+		"with space/a file.txt":     []byte("spaces"),
+		"ünïcødé/日本語.txt":           []byte("unicode"),
+		".hidden/.dotfile":          []byte("dot"),
+		"deep/er/and/deeper/f.bin":  big,
+		"empty":                     nil,
+		"deep/er/and/deeper/g.txt":  []byte("g"),
+		"with space/more space/ x ": []byte("leading and trailing space"),
+	}
+}
+
+// checkTree walks the mount and compares it with the tree it was made from.
+func checkTree(t *testing.T, mnt string, files map[string][]byte) {
+	t.Helper()
+	var got []string
+	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, _ := filepath.Rel(mnt, p)
+		got = append(got, rel)
+		fi, err := os.Stat(p)
+		if err != nil {
+			return err
+		}
+		want := files[rel]
+		if fi.Size() != int64(len(want)) || !fi.ModTime().Equal(mtime) || fi.Mode().Perm() != 0o640 {
+			t.Errorf("%s: size %d mtime %v mode %v; want %d, %v, 0640", rel, fi.Size(), fi.ModTime(), fi.Mode(), len(want), mtime)
+		}
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(data, want) {
+			t.Errorf("%s: content differs", rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("walk: %v", err)
+	}
+	var want []string
+	for p := range files {
+		want = append(want, p)
+	}
+	sort.Strings(want)
+	sort.Strings(got)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("files in the mount:\n%q\nwant\n%q", got, want)
+	}
+}
+
+func TestReadTree(t *testing.T) {
+	m := mount(t, mountOpts{})
+	files := sampleTree()
+	writeTree(t, m.serverDir, files)
+	checkTree(t, m.dir, files)
+
+	st, err := os.Stat(filepath.Join(m.dir, "with space"))
+	if err != nil || !st.IsDir() {
+		t.Fatalf("directory stat: %v, %v", st, err)
+	}
+	// mmap reads see the same bytes.
+	f, err := os.Open(filepath.Join(m.dir, "deep/er/and/deeper/f.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := syscall.Mmap(int(f.Fd()), 0, len(files["deep/er/and/deeper/f.bin"]), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatalf("mmap: %v", err)
+	}
+	defer syscall.Munmap(data)
+	if !bytes.Equal(data, files["deep/er/and/deeper/f.bin"]) {
+		t.Fatal("mmap content differs")
+	}
+}
+
+func TestReadOnly(t *testing.T) {
+	m := mount(t, mountOpts{})
+	writeTree(t, m.serverDir, map[string][]byte{"f": []byte("x"), "d/g": []byte("y")})
+	attempts := map[string]error{
+		"create": os.WriteFile(filepath.Join(m.dir, "new"), []byte("x"), 0o644),
+		"mkdir":  os.Mkdir(filepath.Join(m.dir, "nd"), 0o755),
+		"remove": os.Remove(filepath.Join(m.dir, "f")),
+		"rmdir":  os.Remove(filepath.Join(m.dir, "d/g")),
+		"rename": os.Rename(filepath.Join(m.dir, "f"), filepath.Join(m.dir, "f2")),
+		"chmod":  os.Chmod(filepath.Join(m.dir, "f"), 0o600),
+	}
+	if f, err := os.OpenFile(filepath.Join(m.dir, "f"), os.O_WRONLY, 0); err == nil {
+		f.Close()
+		attempts["open for writing"] = nil
+	} else {
+		attempts["open for writing"] = err
+	}
+	for what, err := range attempts {
+		if !errors.Is(err, syscall.EROFS) {
+			t.Errorf("%s: %v, want EROFS", what, err)
+		}
+	}
+}
+
+func TestXattrAndStatfs(t *testing.T) {
+	m := mount(t, mountOpts{maxSize: 1 << 30})
+	writeTree(t, m.serverDir, map[string][]byte{"f": []byte("x")})
+	p := filepath.Join(m.dir, "f")
+	buf := make([]byte, 64)
+	n, err := syscall.Getxattr(p, "user.ftpsync.state", buf)
+	if err != nil || string(buf[:n]) != "clean" {
+		t.Fatalf("state xattr: %q, %v", buf[:n], err)
+	}
+	if _, err := syscall.Getxattr(p, "user.other", buf); !errors.Is(err, syscall.ENODATA) {
+		t.Fatalf("other xattr: %v, want ENODATA", err)
+	}
+	n, err = syscall.Listxattr(p, buf)
+	if err != nil || string(buf[:n]) != "user.ftpsync.state\x00" {
+		t.Fatalf("listxattr: %q, %v", buf[:n], err)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(m.dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	if total := int64(st.Blocks) * st.Bsize; total != 1<<30 {
+		t.Fatalf("statfs total %d, want the 1 GiB cache size", total)
+	}
+}
+
+func TestPosixReadDirConsistency(t *testing.T) {
+	m := mount(t, mountOpts{})
+	files := map[string][]byte{}
+	for i := 0; i < 200; i++ {
+		files[fmt.Sprintf("file%036x", i)] = []byte("hello")
+	}
+	writeTree(t, m.serverDir, files)
+	posixtest.ReadDirConsistency(t, m.dir)
+}
+
+func TestLargeDirectory(t *testing.T) {
+	m := mount(t, mountOpts{})
+	for i := 0; i < 10000; i++ {
+		if err := os.WriteFile(filepath.Join(m.serverDir, fmt.Sprintf("entry %05d ü", i)), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ents, err := os.ReadDir(m.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ents) != 10000 || ents[9999].Name() != "entry 09999 ü" {
+		t.Fatalf("readdir gave %d entries", len(ents))
+	}
+	if _, err := os.Stat(filepath.Join(m.dir, "entry 04242 ü")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestRemountWarmCacheServerDown(t *testing.T) {
+	serverDir, cacheDir := t.TempDir(), t.TempDir()
+	files := sampleTree()
+	writeTree(t, serverDir, files)
+	m := mount(t, mountOpts{serverDir: serverDir, cacheDir: cacheDir})
+	checkTree(t, m.dir, files)
+	ino := func(p string) uint64 {
+		var st syscall.Stat_t
+		if err := syscall.Stat(filepath.Join(m.dir, p), &st); err != nil {
+			t.Fatal(err)
+		}
+		return st.Ino
+	}
+	before := ino("deep/er/and/deeper/f.bin")
+	m.close(t)
+
+	// The same cache, the server down: the whole tree is there.
+	m = mount(t, mountOpts{serverDir: serverDir, cacheDir: cacheDir, dirCacheTime: time.Millisecond})
+	m.tgt.down.Store(true)
+	checkTree(t, m.dir, files)
+	if after := ino("deep/er/and/deeper/f.bin"); after != before {
+		t.Fatalf("inode changed across remount: %d, then %d", before, after)
+	}
+	if o := m.tgt.opens.Load(); o != 0 {
+		t.Fatalf("warm cache opened %d transfers", o)
+	}
+}
+
+func TestServerDownUncachedReadFails(t *testing.T) {
+	m := mount(t, mountOpts{})
+	writeTree(t, m.serverDir, map[string][]byte{"f": []byte("content"), "d/g": []byte("g")})
+	if _, err := os.Stat(filepath.Join(m.dir, "f")); err != nil {
+		t.Fatal(err)
+	}
+	m.tgt.down.Store(true)
+	start := time.Now()
+	_, err := os.ReadFile(filepath.Join(m.dir, "f"))
+	if !errors.Is(err, syscall.EIO) {
+		t.Fatalf("uncached read with the server down: %v, want EIO", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("failing read took %v", d)
+	}
+}
+
+func TestEvictionSmallCache(t *testing.T) {
+	m := mount(t, mountOpts{maxSize: 2 * cache.BlockSize})
+	rnd := rand.New(rand.NewSource(2))
+	files := map[string][]byte{}
+	for i := 0; i < 4; i++ {
+		b := make([]byte, 2*cache.BlockSize+i)
+		rnd.Read(b)
+		files[fmt.Sprintf("f%d", i)] = b
+	}
+	writeTree(t, m.serverDir, files)
+	checkTree(t, m.dir, files)
+	if u, _ := m.cache.Usage(); u.Used > 2*cache.BlockSize {
+		t.Fatalf("cache holds %d bytes, bound is %d", u.Used, 2*cache.BlockSize)
+	}
+}
+
+func TestRemoteChangeReachesKernel(t *testing.T) {
+	m := mount(t, mountOpts{})
+	p := filepath.Join(m.serverDir, "f")
+	writeTree(t, m.serverDir, map[string][]byte{"f": []byte("old content")})
+	mp := filepath.Join(m.dir, "f")
+	if got, err := os.ReadFile(mp); err != nil || string(got) != "old content" {
+		t.Fatalf("first read: %q, %v", got, err)
+	}
+	os.WriteFile(p, []byte("new content, longer"), 0o640)
+	os.Chtimes(p, mtime.Add(time.Hour), mtime.Add(time.Hour))
+	os.WriteFile(filepath.Join(m.serverDir, "added"), []byte("a"), 0o640)
+	if err := m.lister.Refresh(t.Context(), cache.RootIno); err != nil {
+		t.Fatal(err)
+	}
+	// Notifications are asynchronous; each check is bounded.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		got, err := os.ReadFile(mp)
+		_, aerr := os.Stat(filepath.Join(m.dir, "added"))
+		if err == nil && string(got) == "new content, longer" && aerr == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a remote change the mount shows %q (%v), added: %v", got, err, aerr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
