@@ -60,6 +60,7 @@ func (c *idleConn) Write(p []byte) (int, error) {
 type dataConn struct {
 	net.Conn
 	owner *conn
+	raw   net.Conn // the TCP layer, closed by kill without any TLS goodbye
 }
 
 func (d *dataConn) Read(p []byte) (int, error) {
@@ -150,7 +151,7 @@ type conn struct {
 	capture *bytes.Buffer // non-nil while List reads; same goroutine as the operation
 
 	mu   sync.Mutex // protects the following; kill runs on another goroutine
-	data net.Conn   // the open data connection, closed by kill
+	data *dataConn  // the open data connection, closed by kill
 	dead bool       // closed, or in an unknown state: never reuse
 
 	// Owned by the pool (under pool.mu).
@@ -186,7 +187,7 @@ func (c *conn) kill() {
 	data := c.data
 	c.mu.Unlock()
 	if data != nil {
-		_ = data.Close()
+		_ = data.raw.Close()
 	}
 	if c.ctl != nil {
 		_ = c.ctl.Close()
@@ -207,7 +208,7 @@ func (c *conn) isDead() bool {
 
 // setData records the data connection just dialed, refusing it if the
 // operation was cancelled meanwhile.
-func (c *conn) setData(d net.Conn) error {
+func (c *conn) setData(d *dataConn) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.dead {

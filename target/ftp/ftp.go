@@ -191,6 +191,14 @@ func (t *Target) setup(c *conn) error {
 // dialConn opens and logs in one control connection; the pool calls it.
 func (t *Target) dialConn(ctx context.Context) (*conn, error) {
 	c := &conn{trans: &transcript{}, ctx: ctx}
+	// Each control connection gets its own session cache: proftpd accepts
+	// a data connection only if it resumes the TLS session of its own
+	// control connection, and a shared cache would hand it another's.
+	tlsCfg := t.tlsCfg
+	if tlsCfg != nil {
+		tlsCfg = tlsCfg.Clone()
+		tlsCfg.ClientSessionCache = tls.NewLRUClientSessionCache(tlsSessionCacheSize)
+	}
 	dialed := 0
 	dialFunc := func(network, addr string) (net.Conn, error) {
 		raw, err := t.dialer(c.ctx, network, addr)
@@ -213,7 +221,7 @@ func (t *Target) dialConn(ctx context.Context) (*conn, error) {
 				return nil, net.ErrClosed
 			}
 			if t.ep.TLS == TLSImplicit {
-				return tls.Client(ic, t.tlsCfg), nil
+				return tls.Client(ic, tlsCfg), nil
 			}
 			return ic, nil
 		}
@@ -221,10 +229,10 @@ func (t *Target) dialConn(ctx context.Context) (*conn, error) {
 		// The handshake waits for the first Read or Write, after the
 		// transfer command, as proftpd and pure-ftpd expect.
 		var dc net.Conn = ic
-		if t.tlsCfg != nil {
-			dc = tls.Client(ic, t.tlsCfg)
+		if tlsCfg != nil {
+			dc = tls.Client(ic, tlsCfg)
 		}
-		d := &dataConn{Conn: dc, owner: c}
+		d := &dataConn{Conn: dc, owner: c, raw: ic}
 		if err := c.setData(d); err != nil {
 			_ = d.Close()
 			return nil, err
@@ -234,9 +242,9 @@ func (t *Target) dialConn(ctx context.Context) (*conn, error) {
 	opts := []jftp.DialOption{jftp.DialWithDialFunc(dialFunc), jftp.DialWithDebugOutput(c.trans)}
 	switch t.ep.TLS {
 	case TLSExplicit:
-		opts = append(opts, jftp.DialWithExplicitTLS(t.tlsCfg))
+		opts = append(opts, jftp.DialWithExplicitTLS(tlsCfg))
 	case TLSImplicit:
-		opts = append(opts, jftp.DialWithTLS(t.tlsCfg))
+		opts = append(opts, jftp.DialWithTLS(tlsCfg))
 	}
 	if t.listHidden {
 		opts = append(opts, jftp.DialWithForceListHidden(true))

@@ -53,9 +53,18 @@ func (cr *countingReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// WriteTo lets io.Copy use our larger buffer.
+// WriteTo lets io.Copy use our larger buffer. After an empty source it
+// starts TLS on the data connection itself: no Write did, and proftpd
+// refuses a data connection without a handshake. (jlaffaye/ftp does this
+// for STOR but not for APPE.)
 func (cr *countingReader) WriteTo(w io.Writer) (int64, error) {
-	return io.CopyBuffer(w, struct{ io.Reader }{cr}, make([]byte, copyBufSize))
+	n, err := io.CopyBuffer(w, struct{ io.Reader }{cr}, make([]byte, copyBufSize))
+	if n == 0 && err == nil {
+		if h, ok := w.(interface{ Handshake() error }); ok {
+			err = h.Handshake()
+		}
+	}
+	return n, err
 }
 
 // sizeError is the ErrShortWrite for a source that did not yield size bytes.
