@@ -51,6 +51,8 @@ Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 	root.AddCommand(
 		newVersionCmd(),
 		newServeCmd(g),
+		newMountCmd(g),
+		newUnmountCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,392 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/sirupsen/logrus"
+	"github.com/spf13/cobra"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/fs"
+	"github.com/ftpsync-mount/ftpsync-mount/sync"
+)
+
+// daemonEnv marks the re-executed child of mount --daemon; its value is the
+// number of the inherited file descriptor to report readiness on.
+const daemonEnv = "FTPSYNC_MOUNT_DAEMON_READY_FD"
+
+// mountFlags are the mount command's options.
+type mountFlags struct {
+	target       targetFlags
+	cacheDir     string
+	cacheMaxSize string
+	dirCacheTime time.Duration
+	readOnly     bool
+	allowOther   bool
+	daemon       bool
+}
+
+func newMountCmd(g *globalOptions) *cobra.Command {
+	mf := &mountFlags{}
+	cmd := &cobra.Command{
+		Use:   "mount REMOTE MOUNTPOINT",
+		Short: "Mount a remote FTP folder (read-only for now)",
+		Long: `mount presents the remote folder under MOUNTPOINT, served from a local cache
+that survives restarts. It runs in the foreground until Ctrl-C, SIGTERM or
+'ftpsync-mount unmount MOUNTPOINT'; --daemon returns once the mount is ready.
+
+Writing is not supported yet: the mount is read-only and writes fail with
+"Read-only file system".`,
+		Example: `  ftpsync-mount mount ftp://alice@files.example.com/site ~/site
+  ftpsync-mount mount --daemon --cache-max-size 5G ftp://alice@host/ ~/site`,
+		Args: exactArgs(2, "ftpsync-mount mount REMOTE MOUNTPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if mf.daemon && os.Getenv(daemonEnv) == "" {
+				return startDaemon(cmd, args)
+			}
+			ready, err := readyPipe()
+			if err != nil {
+				return err
+			}
+			err = runMount(cmd.Context(), g, mf, args[0], args[1], func() { ready.ok() })
+			if err != nil {
+				ready.fail(err)
+			}
+			return err
+		},
+	}
+	f := cmd.Flags()
+	mf.target.register(f)
+	f.StringVar(&mf.cacheDir, "cache-dir", "", "keep the cache here (default $XDG_CACHE_HOME/ftpsync-mount/<remote>)")
+	f.StringVar(&mf.cacheMaxSize, "cache-max-size", "0", "evict least recently used file content beyond this size, like 500M or 10G (0: no limit)")
+	f.DurationVar(&mf.dirCacheTime, "dir-cache-time", 5*time.Minute, "list a directory from the server again when its listing is older than this")
+	f.BoolVar(&mf.readOnly, "read-only", false, "refuse writes (currently always the case)")
+	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
+	f.BoolVar(&mf.daemon, "daemon", false, "run in the background once the mount is ready")
+	return cmd
+}
+
+// runMount mounts and serves until ctx ends, a signal arrives or the mount
+// point is unmounted from outside; ready is called once the kernel has the
+// mount.
+func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mountpoint string, ready func()) error {
+	maxSize, err := parseSize(mf.cacheMaxSize)
+	if err != nil {
+		return &usageError{msg: fmt.Sprintf("--cache-max-size: %v", err)}
+	}
+	mp, err := filepath.Abs(mountpoint)
+	if err != nil {
+		return fmt.Errorf("mount point %s: %w", mountpoint, err)
+	}
+	if st, err := os.Stat(mp); err != nil || !st.IsDir() {
+		return fmt.Errorf("mount point %s must be an existing directory (create it with mkdir)", mountpoint)
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	tgt, err := openTarget(ctx, g, &mf.target, remote)
+	if err != nil {
+		return err
+	}
+	defer tgt.Close()
+	dir := mf.cacheDir
+	if dir == "" {
+		dir = xdgDir("XDG_CACHE_HOME", ".cache", "ftpsync-mount", cacheName(tgt.ID()))
+	}
+	c, err := cache.Open(cache.Options{Dir: dir, MaxSize: maxSize, Log: g.log})
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	notifier := fs.NewNotifier(g.log)
+	defer notifier.Close()
+	fetcher, err := sync.NewFetcher(sync.FetchOptions{Target: tgt, Cache: c, Log: g.log, Timeout: mf.target.timeout})
+	if err != nil {
+		return err
+	}
+	defer fetcher.Close()
+	lister, err := sync.NewLister(sync.ListOptions{
+		Target: tgt, Cache: c, Log: g.log, DirCacheTime: mf.dirCacheTime,
+		Prefetch: max(1, mf.target.connections/2), OnChange: notifier.Changed,
+	})
+	if err != nil {
+		return err
+	}
+	defer lister.Close()
+
+	server, err := fs.Mount(mp, fs.Options{
+		Cache: c, Fetcher: fetcher, Lister: lister, Notifier: notifier, Log: g.log,
+		AllowOther: mf.allowOther, FsName: tgt.String(), Debug: g.log.IsLevelEnabled(logrus.TraceLevel),
+	})
+	if err != nil {
+		return fmt.Errorf("mount %s on %s: %w", tgt, mp, err)
+	}
+	g.log.WithField("cache", dir).Infof("mounted %s on %s (read-only: writing is not supported yet)", tgt, mp)
+	ready()
+	return serveUntilDone(ctx, g, server, mp)
+}
+
+// serveUntilDone waits for an outside unmount, or unmounts on SIGINT or
+// SIGTERM (or ctx's end). A busy mount point is reported and left mounted;
+// a second signal detaches it lazily.
+func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, mp string) error {
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	done := make(chan struct{})
+	go func() {
+		server.Wait()
+		close(done)
+	}()
+	stops := 0
+	for {
+		select {
+		case <-done:
+			g.log.Infof("unmounted %s", mp)
+			return nil
+		case <-ctx.Done():
+		case <-sig:
+		}
+		stops++
+		if stops > 1 {
+			g.log.Warnf("detaching %s lazily: it disappears once nothing uses it", mp)
+			if err := lazyUnmount(mp); err != nil {
+				return fmt.Errorf("unmount %s: %w", mp, err)
+			}
+			<-done
+			return nil
+		}
+		if err := server.Unmount(); err != nil {
+			g.log.WithError(err).Warnf("%s is busy: close the files and shells using it, or stop again to detach it lazily", mp)
+		}
+		ctx = context.Background() // a cancelled ctx must not spin the loop
+	}
+}
+
+func lazyUnmount(mp string) error {
+	if os.Geteuid() == 0 {
+		return syscall.Unmount(mp, syscall.MNT_DETACH)
+	}
+	out, err := exec.Command("fusermount3", "-u", "-z", mp).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fusermount3 -u -z: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// cacheName turns a target ID into a safe, readable directory name; a hash
+// keeps distinct IDs distinct after the unsafe characters are replaced.
+func cacheName(id string) string {
+	var b strings.Builder
+	for _, r := range id {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '-' || r == '_' {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	name := strings.Trim(b.String(), "_.")
+	if len(name) > 80 {
+		name = name[:80]
+	}
+	sum := sha256.Sum256([]byte(id))
+	return name + "-" + hex.EncodeToString(sum[:4])
+}
+
+// parseSize reads sizes like 0, 512K, 500M, 10G, 1T, 1.5G (powers of 1024)
+// or a plain number of bytes.
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), "I")
+	mult := int64(1)
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'K':
+			mult = 1 << 10
+		case 'M':
+			mult = 1 << 20
+		case 'G':
+			mult = 1 << 30
+		case 'T':
+			mult = 1 << 40
+		}
+		if mult > 1 {
+			s = s[:len(s)-1]
+		}
+	}
+	v, err := strconv.ParseFloat(s, 64)
+	if err != nil || v < 0 || v*float64(mult) > float64(1<<62) {
+		return 0, fmt.Errorf("%q is not a size; use a number with an optional K, M, G or T suffix, like 10G", s)
+	}
+	return int64(v * float64(mult)), nil
+}
+
+// readiness reports to the parent of mount --daemon whether the mount is
+// ready; outside a daemon child it does nothing.
+type readiness struct{ f *os.File }
+
+// readyPipe opens the pipe inherited from the --daemon parent, if any.
+func readyPipe() (*readiness, error) {
+	v := os.Getenv(daemonEnv)
+	if v == "" {
+		return &readiness{}, nil
+	}
+	os.Unsetenv(daemonEnv)
+	fd, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fmt.Errorf("%s=%q: not a file descriptor", daemonEnv, v)
+	}
+	return &readiness{f: os.NewFile(uintptr(fd), "ready")}, nil
+}
+
+func (r *readiness) ok() {
+	if r.f != nil {
+		fmt.Fprintln(r.f, "ok")
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+func (r *readiness) fail(err error) {
+	if r.f != nil {
+		fmt.Fprintln(r.f, strings.ReplaceAll(err.Error(), "\n", " "))
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+// startDaemon re-executes this program with the same arguments in a new
+// session and waits until the child reports the mount ready or fails.
+func startDaemon(cmd *cobra.Command, args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("--daemon: find this program: %w", err)
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("--daemon: %w", err)
+	}
+	defer r.Close()
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err != nil {
+		w.Close()
+		return fmt.Errorf("--daemon: %w", err)
+	}
+	defer devnull.Close()
+	child := exec.Command(self, os.Args[1:]...)
+	child.Env = append(os.Environ(), daemonEnv+"=3")
+	child.ExtraFiles = []*os.File{w}
+	child.Stdin, child.Stdout, child.Stderr = devnull, devnull, devnull
+	child.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := child.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("--daemon: start the mount process: %w", err)
+	}
+	w.Close()
+	line, _ := bufio.NewReader(r).ReadString('\n')
+	line = strings.TrimSpace(line)
+	if line == "ok" {
+		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s on %s (pid %d)\n", args[0], args[1], child.Process.Pid)
+		child.Process.Release()
+		return nil
+	}
+	werr := child.Wait()
+	if line == "" {
+		return fmt.Errorf("the mount process ended before the mount was ready (%v); run without --daemon to see why", werr)
+	}
+	return errors.New(line)
+}
+
+func newUnmountCmd(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "unmount MOUNTPOINT",
+		Short: "Unmount an ftpsync-mount mount point",
+		Args:  exactArgs(1, "ftpsync-mount unmount MOUNTPOINT"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			mp, err := filepath.Abs(args[0])
+			if err != nil {
+				return err
+			}
+			ok, err := isOurMount(mp)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("%s is not an ftpsync-mount mount point", args[0])
+			}
+			if err := unmount(mp); err != nil {
+				return fmt.Errorf("unmount %s: %w", args[0], err)
+			}
+			g.log.Infof("unmounted %s", mp)
+			return nil
+		},
+	}
+}
+
+// isOurMount looks the mount point up in /proc/self/mountinfo.
+func isOurMount(mp string) (bool, error) {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false, fmt.Errorf("read the mount table: %w", err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		fields := strings.Fields(line)
+		// mount ID, parent, dev, root, mount point, options, [optional...], "-", fstype, ...
+		if len(fields) < 7 || unescapeMountinfo(fields[4]) != mp {
+			continue
+		}
+		for i := 6; i+1 < len(fields); i++ {
+			if fields[i] == "-" {
+				return fields[i+1] == "fuse.ftpsync", nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// unescapeMountinfo undoes the octal escapes (\040 for a space) the kernel
+// uses in mountinfo.
+func unescapeMountinfo(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// unmount asks the kernel to unmount; the mount process sees it and exits.
+func unmount(mp string) error {
+	if os.Geteuid() == 0 {
+		err := syscall.Unmount(mp, 0)
+		if errors.Is(err, syscall.EBUSY) {
+			return fmt.Errorf("%w: close the files and shells using it and try again", err)
+		}
+		return err
+	}
+	out, err := exec.Command("fusermount3", "-u", mp).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("fusermount3 -u: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
