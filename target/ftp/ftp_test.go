@@ -1,0 +1,266 @@
+package ftp
+
+import (
+	"bufio"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+// newTarget connects to the embedded server with test defaults.
+func newTarget(t *testing.T, srv *ftpdtest.Server, opts Options) *Target {
+	t.Helper()
+	if opts.URL == "" {
+		opts.URL = srv.URL()
+	}
+	if opts.Password == "" {
+		opts.Password = srv.Password
+	}
+	if opts.Log == nil {
+		opts.Log = testLog(t)
+	}
+	if opts.Timeout == 0 {
+		opts.Timeout = 5 * time.Second
+	}
+	tg, err := New(t.Context(), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tg.Close() })
+	return tg
+}
+
+// wantSetupError fails unless New failed with a message holding every
+// fragment and matching kind (if not nil).
+func wantSetupError(t *testing.T, err error, kind error, fragments ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("New succeeded, want an error containing %q", fragments)
+	}
+	for _, f := range fragments {
+		if !strings.Contains(err.Error(), f) {
+			t.Errorf("error %q does not contain %q", err, f)
+		}
+	}
+	if kind != nil && !errors.Is(err, kind) {
+		t.Errorf("error %q does not match %v", err, kind)
+	}
+}
+
+func TestNewConnectionRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	_, err = New(t.Context(), Options{URL: "ftp://u@" + addr + "/", Password: "x", Log: testLog(t)})
+	wantSetupError(t, err, nil, "connect to "+addr+": connection refused — is the server running and the port right?")
+}
+
+func TestNewUnknownHost(t *testing.T) {
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "nowhere.invalid", IsNotFound: true}}
+	}
+	_, err := New(t.Context(), Options{URL: "ftp://u@nowhere.invalid/", Password: "x", DialContext: dial, Log: testLog(t)})
+	wantSetupError(t, err, nil, "unknown host nowhere.invalid", "check the host name")
+}
+
+// TestNewSilentServer: a server that accepts and never answers makes New
+// fail within the timeout, not hang.
+func TestNewSilentServer(t *testing.T) {
+	addr := silentServer(t)
+	var err error
+	within(t, 3*time.Second, "New against a silent server", func() {
+		_, err = New(t.Context(), Options{URL: "ftp://u@" + addr + "/", Password: "x", Timeout: 300 * time.Millisecond, Log: testLog(t)})
+	})
+	wantSetupError(t, err, target.ErrTemporary, "no answer within 300ms")
+
+	// The caller's context bounds it too.
+	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	defer cancel()
+	within(t, 3*time.Second, "New with a short context", func() {
+		_, err = New(ctx, Options{URL: "ftp://u@" + addr + "/", Password: "x", Log: testLog(t)})
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("New with an expiring context: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func TestNewWrongPassword(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	const wrong = "not-the-password-1234"
+	_, err := New(t.Context(), Options{URL: srv.URL(), Password: wrong, Log: testLog(t)})
+	wantSetupError(t, err, target.ErrAuth, "login as tester at "+srv.Addr()+" failed: 530", "check the password (FTPSYNC_PASSWORD, --password-file or ~/.netrc)")
+	if err != nil && strings.Contains(err.Error(), wrong) {
+		t.Errorf("error %q shows the password", err)
+	}
+}
+
+func TestNewRootChecks(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	if err := os.WriteFile(filepath.Join(srv.Root, "file"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := New(t.Context(), Options{URL: srv.URL() + "missing", Password: srv.Password, Log: testLog(t)})
+	wantSetupError(t, err, target.ErrNotFound, "remote folder /missing does not exist on "+srv.Addr())
+	_, err = New(t.Context(), Options{URL: srv.URL() + "file", Password: srv.Password, Log: testLog(t)})
+	wantSetupError(t, err, target.ErrNotDir, "remote path /file on "+srv.Addr()+" is a file")
+
+	// No path: the login folder, resolved with PWD, is the root.
+	tg := newTarget(t, srv, Options{URL: strings.TrimSuffix(srv.URL(), "/")})
+	if tg.ep.Root != "/" {
+		t.Errorf("root from PWD = %q, want /", tg.ep.Root)
+	}
+	es, err := tg.List(t.Context(), "")
+	if err != nil || len(es) != 1 || es[0].Name != "file" {
+		t.Errorf("list of the login folder = %+v, %v; want file", es, err)
+	}
+	if s := tg.String(); strings.Contains(s, srv.Password) || !strings.Contains(s, srv.Addr()) {
+		t.Errorf("String() = %q", s)
+	}
+	if id := tg.ID(); id != srv.Addr()+"/" {
+		t.Errorf("ID() = %q, want %q", id, srv.Addr()+"/")
+	}
+}
+
+// selfSigned makes a certificate for 127.0.0.1 and writes it as PEM.
+func selfSigned(t *testing.T) (*tls.Config, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          big.NewInt(1),
+		Subject:               pkix.Name{CommonName: "ftpsync test"},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(time.Hour),
+		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(t.TempDir(), "cert.pem")
+	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
+	return cfg, caFile
+}
+
+// tlsGreeter is a minimal explicit-FTPS server: it greets, accepts AUTH TLS
+// and completes a TLS handshake with cfg, then closes. Enough to check
+// certificate verification without a full server. (internal/ftpd's TLS
+// option does not reach goftp's AUTH command: goftp only enables it in
+// ListenAndServe, and ftpd calls Serve.)
+func tlsGreeter(t *testing.T, cfg *tls.Config) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, _ = io.WriteString(c, "220 hello\r\n")
+			line, _ := bufio.NewReader(c).ReadString('\n')
+			if strings.HasPrefix(line, "AUTH TLS") {
+				_, _ = io.WriteString(c, "234 go ahead\r\n")
+				_ = tls.Server(c, cfg).Handshake()
+			}
+			c.Close()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// TestTLSVerification: a self-signed server is refused with advice naming
+// both ways out; the real proftpd test (proftpd-explicit-tls) covers
+// transfers over TLS.
+func TestTLSVerification(t *testing.T) {
+	cfg, caFile := selfSigned(t)
+	addr := tlsGreeter(t, cfg)
+	u := "ftpes://tester@" + addr + "/"
+	_, err := New(t.Context(), Options{URL: u, Password: "pw", Log: testLog(t)})
+	wantSetupError(t, err, nil, "TLS certificate of "+addr+" is not trusted", "--ca-file", "--insecure-skip-verify")
+
+	// With the certificate trusted, the handshake passes and New fails
+	// later (the greeter closes), for another reason.
+	_, err = New(t.Context(), Options{URL: u, Password: "pw", CAFile: caFile, Log: testLog(t)})
+	if err == nil || strings.Contains(err.Error(), "not trusted") {
+		t.Errorf("New with --ca-file: %v; want a failure after the handshake", err)
+	}
+	_, err = New(t.Context(), Options{URL: u, Password: "pw", CAFile: filepath.Join(t.TempDir(), "none.pem"), Log: testLog(t)})
+	wantSetupError(t, err, nil, "--ca-file")
+}
+
+// TestTLSRealServerUntrusted: proftpd's certificate is refused without
+// its CA.
+func TestTLSRealServerUntrusted(t *testing.T) {
+	u, _, pw := realServerEnv(t, realServer{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"})
+	_, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, Log: testLog(t)})
+	wantSetupError(t, err, nil, "is not trusted", "--ca-file", "--insecure-skip-verify")
+	tg, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, InsecureSkipVerify: true, Log: testLog(t)})
+	if err != nil {
+		t.Fatalf("New with --insecure-skip-verify: %v", err)
+	}
+	defer tg.Close()
+	if _, err := tg.List(t.Context(), ""); err != nil {
+		t.Errorf("list over TLS without verification: %v", err)
+	}
+}
+
+// TestFeatures: what the embedded server offers is reported, and the
+// features read from FEAT survive the login transcript.
+func TestFeatures(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	tg := newTarget(t, srv, Options{})
+	f := tg.Features()
+	if !f.MLSD || !f.MFMT || !f.REST || !f.APPE || f.TLS || f.MtimePrecision != time.Second {
+		t.Errorf("features %+v: want MLSD, MFMT, REST, APPE, no TLS, second precision", f)
+	}
+	got := parseFeat("FEAT\r\n211-Features:\r\n MDTM\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End\r\nTYPE I\r\n")
+	if want := (serverFeatures{mdtm: true, rest: true, utf8: true}); got != want {
+		t.Errorf("parseFeat = %+v, want %+v", got, want)
+	}
+	var tr transcript
+	tr.start()
+	_, _ = tr.Write([]byte("PASS secret\r\n"))
+	_, _ = tr.Write([]byte("230 ok\r\n"))
+	if s := tr.stop(); strings.Contains(s, "secret") || !strings.Contains(s, "230 ok") {
+		t.Errorf("transcript kept %q", s)
+	}
+}
