@@ -61,10 +61,24 @@ func PairHash(localID, remoteID string) string {
 // trees. A store made for another pair is refused, so that a mistyped
 // --state-dir cannot make one tree's deletions apply to another.
 func OpenStore(dir, localID, remoteID string, log logrus.FieldLogger) (*Store, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return nil, fmt.Errorf("state folder %s: %w", dir, err)
+	return openStore(dir, localID, remoteID, log, false)
+}
+
+// OpenStoreReadOnly opens an existing store without writing to it, for a
+// dry run. It fails if the store does not exist or another process has it
+// open.
+func OpenStoreReadOnly(dir, localID, remoteID string, log logrus.FieldLogger) (*Store, error) {
+	return openStore(dir, localID, remoteID, log, true)
+}
+
+func openStore(dir, localID, remoteID string, log logrus.FieldLogger, readOnly bool) (*Store, error) {
+	if !readOnly {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("state folder %s: %w", dir, err)
+		}
 	}
 	opts := badger.DefaultOptions(dir).
+		WithReadOnly(readOnly).
 		WithLogger(badgerLog{log}).
 		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
@@ -85,9 +99,16 @@ func OpenStore(dir, localID, remoteID string, log logrus.FieldLogger) (*Store, e
 	}
 	s := &Store{db: db, dir: dir, log: log}
 	want := []byte(localID + "\x00" + remoteID)
-	err = db.Update(func(txn *badger.Txn) error {
+	check := db.Update
+	if readOnly {
+		check = db.View
+	}
+	err = check(func(txn *badger.Txn) error {
 		it, err := txn.Get(keyIDs)
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			if readOnly {
+				return nil
+			}
 			return txn.Set(keyIDs, want)
 		}
 		if err != nil {

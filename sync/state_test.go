@@ -161,3 +161,27 @@ func TestDefaultStateDir(t *testing.T) {
 		t.Errorf("without XDG_STATE_HOME: %s", d)
 	}
 }
+
+func TestStoreReadOnly(t *testing.T) {
+	dir := t.TempDir()
+	st, err := OpenStore(dir, "l", "r", discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Put("a", Record{SyncedAt: tA})
+	st.Close()
+	ro, err := OpenStoreReadOnly(dir, "l", "r", discardLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ro.Close()
+	if r, ok, err := ro.Get("a"); !ok || err != nil || r.SyncedAt != tA {
+		t.Errorf("read-only get: %+v %v %v", r, ok, err)
+	}
+	if err := ro.Put("b", Record{}); err == nil {
+		t.Error("a read-only store accepted a write")
+	}
+	if _, err := OpenStoreReadOnly(filepath.Join(dir, "missing"), "l", "r", discardLog()); err == nil {
+		t.Error("read-only open of a missing store succeeded")
+	}
+}

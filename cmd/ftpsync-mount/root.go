@@ -53,6 +53,9 @@ Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 		newServeCmd(g),
 		newMountCmd(g),
 		newUnmountCmd(g),
+		newSyncCmd(g),
+		newUploadCmd(g),
+		newDownloadCmd(g),
 	)
 	return root
 }
