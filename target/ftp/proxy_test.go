@@ -19,7 +19,8 @@ import (
 type proxy struct {
 	ln       net.Listener
 	upstream string
-	limit    int // refuse sessions beyond this many with 421; 0: no limit
+	limit    int           // refuse sessions beyond this many with 421; 0: no limit
+	refusals chan struct{} // receives once per refused session
 
 	mu       sync.Mutex // protects the following
 	sessions map[net.Conn]net.Conn
@@ -34,7 +35,7 @@ func startProxy(t *testing.T, upstream string, limit int) *proxy {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, upstream: upstream, limit: limit, sessions: map[net.Conn]net.Conn{}}
+	p := &proxy{ln: ln, upstream: upstream, limit: limit, sessions: map[net.Conn]net.Conn{}, refusals: make(chan struct{}, 100)}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -61,6 +62,7 @@ func (p *proxy) serve() {
 			p.mu.Unlock()
 			_, _ = io.WriteString(c, "421 Too many connections from your address\r\n")
 			c.Close()
+			p.refusals <- struct{}{}
 			continue
 		}
 		up, err := net.Dial("tcp", p.upstream)
