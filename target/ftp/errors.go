@@ -149,7 +149,7 @@ func classify550(err error) error {
 
 func mentionsPermission(err error) bool {
 	msg := strings.ToLower(err.Error())
-	return strings.Contains(msg, "permission") || strings.Contains(msg, "not allowed") ||
+	return strings.Contains(msg, "permission") || strings.Contains(msg, "operation not permitted") ||
 		strings.Contains(msg, "access denied") || strings.Contains(msg, "read-only")
 }
 

@@ -1,10 +1,12 @@
 package ftp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -21,6 +23,10 @@ type proxy struct {
 	upstream string
 	limit    int           // refuse sessions beyond this many with 421; 0: no limit
 	refusals chan struct{} // receives once per refused session
+	// filter, if set, sees each command the client sends; a non-empty
+	// return is sent to the client as the reply instead of forwarding the
+	// command. Only for plain FTP: it reads the control stream as lines.
+	filter func(cmd string) string
 
 	mu       sync.Mutex // protects the following
 	sessions map[net.Conn]net.Conn
@@ -31,11 +37,16 @@ type proxy struct {
 
 func startProxy(t *testing.T, upstream string, limit int) *proxy {
 	t.Helper()
+	return startFilterProxy(t, upstream, limit, nil)
+}
+
+func startFilterProxy(t *testing.T, upstream string, limit int, filter func(string) string) *proxy {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, upstream: upstream, limit: limit, sessions: map[net.Conn]net.Conn{}, refusals: make(chan struct{}, 100)}
+	p := &proxy{ln: ln, upstream: upstream, limit: limit, sessions: map[net.Conn]net.Conn{}, refusals: make(chan struct{}, 100), filter: filter}
 	p.wg.Add(1)
 	go p.serve()
 	t.Cleanup(func() {
@@ -74,20 +85,72 @@ func (p *proxy) serve() {
 		p.sessions[c] = up
 		p.mu.Unlock()
 		p.wg.Add(2)
-		go p.pump(c, up)
-		go p.pump(up, c)
+		var toClient sync.Mutex
+		go p.pump(c, up, &toClient)
+		if p.filter == nil {
+			go p.pump(up, c, nil)
+		} else {
+			go p.filterCommands(up, c, &toClient)
+		}
 	}
 }
 
 // pump copies one direction; when either side ends, the session ends.
-func (p *proxy) pump(dst, src net.Conn) {
+// Writes hold mu, if given, so that filtered replies do not interleave.
+func (p *proxy) pump(dst, src net.Conn, mu *sync.Mutex) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
+	defer p.end(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			if mu != nil {
+				mu.Lock()
+			}
+			_, werr := dst.Write(buf[:n])
+			if mu != nil {
+				mu.Unlock()
+			}
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// filterCommands forwards the client's commands to up, except those the
+// filter answers itself.
+func (p *proxy) filterCommands(up, client net.Conn, toClient *sync.Mutex) {
+	defer p.wg.Done()
+	defer p.end(up, client)
+	r := bufio.NewReader(client)
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if reply := p.filter(strings.TrimRight(line, "\r\n")); reply != "" {
+			toClient.Lock()
+			_, err = io.WriteString(client, reply+"\r\n")
+			toClient.Unlock()
+		} else {
+			_, err = io.WriteString(up, line)
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (p *proxy) end(a, b net.Conn) {
+	a.Close()
+	b.Close()
 	p.mu.Lock()
-	delete(p.sessions, dst)
-	delete(p.sessions, src)
+	delete(p.sessions, a)
+	delete(p.sessions, b)
 	p.mu.Unlock()
 }
 
