@@ -11,6 +11,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/spf13/cobra"
 
@@ -270,9 +271,11 @@ func byteCount(n int64) string {
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }
 
-// isTerminal reports whether f is a character device (a terminal), the
-// test pyftpsync's users expect for prompting and progress bars.
+// isTerminal reports whether f is a terminal: a prompt or a redrawn
+// progress line makes sense there only. A character device is not enough
+// (cron hands programs /dev/null), so ask the terminal driver.
 func isTerminal(f *os.File) bool {
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+	var t syscall.Termios
+	_, _, errno := syscall.Syscall(syscall.SYS_IOCTL, f.Fd(), syscall.TCGETS, uintptr(unsafe.Pointer(&t)))
+	return errno == 0
 }
