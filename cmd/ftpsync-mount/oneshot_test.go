@@ -1,10 +1,14 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -197,5 +201,77 @@ func TestIsTerminal(t *testing.T) {
 	defer pty.Close()
 	if !isTerminal(pty) {
 		t.Error("a pseudo-terminal is not recognised")
+	}
+}
+
+// TestHelperOneshotChild is not a test: TestKilledRunResumes starts the
+// test binary again with FTPSYNC_TEST_CHILD_ARGS set, to run the command
+// line in a process it can kill -9.
+func TestHelperOneshotChild(t *testing.T) {
+	args := os.Getenv("FTPSYNC_TEST_CHILD_ARGS")
+	if args == "" {
+		return
+	}
+	os.Exit(run(strings.Split(args, "\n")))
+}
+
+func TestKilledRunResumes(t *testing.T) {
+	base := t.TempDir()
+	l, r, st := filepath.Join(base, "l"), filepath.Join(base, "r"), filepath.Join(base, "state")
+	const files = 300
+	for i := range files {
+		writeFileAt(t, filepath.Join(l, fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d", i)), strings.Repeat("x", i), mt0)
+	}
+	os.MkdirAll(r, 0o755)
+	args := []string{"upload", l, r, "--state-dir", st, "--parallel", "2"}
+	child := exec.Command(os.Args[0], "-test.run=^TestHelperOneshotChild$")
+	child.Env = append(os.Environ(), "FTPSYNC_TEST_CHILD_ARGS="+strings.Join(args, "\n"))
+	stdout, err := child.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill it as soon as some uploads are recorded (each line is printed
+	// after its record is stored).
+	sc := bufio.NewScanner(stdout)
+	printed := 0
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), "upload") {
+			if printed++; printed == 20 {
+				break
+			}
+		}
+	}
+	child.Process.Kill()
+	io.Copy(io.Discard, stdout)
+	child.Wait()
+	if printed < 20 {
+		t.Fatalf("the child finished or failed after %d uploads", printed)
+	}
+
+	code, out := runCLI(t, t.Context(), args...)
+	if code != exitOK {
+		t.Fatalf("resumed run: %d\n%s", code, out)
+	}
+	var redone int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "upload done"):], "upload done in %s %d up", new(string), &redone); err != nil {
+		t.Fatalf("no summary: %v\n%s", err, out)
+	}
+	if redone > files-printed {
+		t.Errorf("the resumed run uploaded %d files; at most %d were left", redone, files-printed)
+	}
+	if !strings.Contains(out, "0 conflicts, 0 skipped") {
+		t.Errorf("the resumed run found conflicts:\n%s", out)
+	}
+	for i := range files {
+		p := filepath.Join(fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d", i))
+		if got := mustRead(t, filepath.Join(r, p)); got != strings.Repeat("x", i) {
+			t.Fatalf("%s: %d bytes on the remote side, want %d", p, len(got), i)
+		}
+	}
+	if code, out := runCLI(t, t.Context(), args...); code != exitOK || !strings.Contains(out, "0 up") {
+		t.Errorf("third run: %d\n%s", code, out)
 	}
 }
