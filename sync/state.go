@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,9 +24,10 @@ import (
 // one directory's children are one prefix scan (a NUL never occurs in a
 // valid name); "i" holds the two tree IDs the store belongs to.
 type Store struct {
-	db  *badger.DB
-	dir string
-	log logrus.FieldLogger
+	db     *badger.DB
+	dir    string
+	copyOf string // a private copy opened by OpenStoreReadOnly, removed on Close
+	log    logrus.FieldLogger
 }
 
 var keyIDs = []byte("i")
@@ -66,9 +68,68 @@ func OpenStore(dir, localID, remoteID string, log logrus.FieldLogger) (*Store, e
 
 // OpenStoreReadOnly opens an existing store without writing to it, for a
 // dry run. It fails if the store does not exist or another process has it
-// open.
+// open. A store left by a killed run cannot be opened read-only (Badger
+// must first cut its log), so then a private copy is opened instead and
+// removed on Close: the dry run still sees the state and changes nothing.
 func OpenStoreReadOnly(dir, localID, remoteID string, log logrus.FieldLogger) (*Store, error) {
-	return openStore(dir, localID, remoteID, log, true)
+	st, err := openStore(dir, localID, remoteID, log, true)
+	if err == nil || errors.Is(err, ErrStoreBusy) {
+		return st, err
+	}
+	if _, serr := os.Stat(filepath.Join(dir, "MANIFEST")); serr != nil {
+		return nil, err
+	}
+	tmp, cerr := copyStoreDir(dir)
+	if cerr != nil {
+		return nil, fmt.Errorf("%w; copying it to read it failed too: %w", err, cerr)
+	}
+	log.WithField("state", dir).Debug("the state store was not closed cleanly; reading a copy for the dry run")
+	st, err = openStore(tmp, localID, remoteID, log, false)
+	if err != nil {
+		os.RemoveAll(tmp)
+		return nil, err
+	}
+	st.copyOf, st.dir = st.dir, dir
+	return st, nil
+}
+
+// copyStoreDir copies the files of a store into a new temporary folder.
+func copyStoreDir(dir string) (string, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return "", err
+	}
+	tmp, err := os.MkdirTemp("", "ftpsync-state-*")
+	if err != nil {
+		return "", err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() || e.Name() == "LOCK" {
+			continue
+		}
+		if err := copyFile(filepath.Join(dir, e.Name()), filepath.Join(tmp, e.Name())); err != nil {
+			os.RemoveAll(tmp)
+			return "", err
+		}
+	}
+	return tmp, nil
+}
+
+func copyFile(from, to string) error {
+	src, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		dst.Close()
+		return err
+	}
+	return dst.Close()
 }
 
 func openStore(dir, localID, remoteID string, log logrus.FieldLogger, readOnly bool) (*Store, error) {
@@ -134,6 +195,9 @@ func (s *Store) Dir() string { return s.dir }
 
 // Close flushes and closes the store.
 func (s *Store) Close() error {
+	if s.copyOf != "" {
+		defer os.RemoveAll(s.copyOf)
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close state store %s: %w", s.dir, err)
 	}

@@ -251,7 +251,12 @@ func TestKilledRunResumes(t *testing.T) {
 		t.Fatalf("the child finished or failed after %d uploads", printed)
 	}
 
-	code, out := runCLI(t, t.Context(), args...)
+	// A dry run reads the state the killed run left.
+	code, out := runCLI(t, t.Context(), append(args, "-n")...)
+	if code != exitOK || !strings.Contains(out, "would upload") {
+		t.Fatalf("dry run after the kill: %d\n%s", code, out)
+	}
+	code, out = runCLI(t, t.Context(), args...)
 	if code != exitOK {
 		t.Fatalf("resumed run: %d\n%s", code, out)
 	}
