@@ -3,7 +3,6 @@ package ftp
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -72,15 +71,6 @@ func (d *dataConn) Read(p []byte) (int, error) {
 		buf.Write(p[:n])
 	}
 	return n, err
-}
-
-// Handshake lets jlaffaye/ftp start TLS on an empty upload, where no Write
-// would trigger it (proftpd refuses the transfer otherwise).
-func (d *dataConn) Handshake() error {
-	if tc, ok := d.Conn.(*tls.Conn); ok {
-		return tc.Handshake()
-	}
-	return nil
 }
 
 // maxListing bounds the bytes one listing may take in memory: a hostile

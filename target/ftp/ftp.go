@@ -191,14 +191,7 @@ func (t *Target) setup(c *conn) error {
 // dialConn opens and logs in one control connection; the pool calls it.
 func (t *Target) dialConn(ctx context.Context) (*conn, error) {
 	c := &conn{trans: &transcript{}, ctx: ctx}
-	// Each control connection gets its own session cache: proftpd accepts
-	// a data connection only if it resumes the TLS session of its own
-	// control connection, and a shared cache would hand it another's.
-	tlsCfg := t.tlsCfg
-	if tlsCfg != nil {
-		tlsCfg = tlsCfg.Clone()
-		tlsCfg.ClientSessionCache = tls.NewLRUClientSessionCache(tlsSessionCacheSize)
-	}
+	tlsCfg := t.connTLSConfig()
 	dialed := 0
 	dialFunc := func(network, addr string) (net.Conn, error) {
 		raw, err := t.dialer(c.ctx, network, addr)

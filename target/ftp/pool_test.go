@@ -138,6 +138,13 @@ func TestDeadConnectionReplaced(t *testing.T) {
 	if after, _ := px.counts(); after <= before {
 		t.Errorf("no new connection after the drop (%d before, %d after)", before, after)
 	}
+	// A write from a source that cannot rewind still succeeds: the drop
+	// shows before the source is read, so the retry is safe.
+	px.dropAll()
+	e, err := tg.Write(t.Context(), "d/f", onlyReader{strings.NewReader("data")}, target.WriteOptions{Size: 4})
+	if err != nil || e.Size != 4 {
+		t.Errorf("write after a drop: %+v, %v", e, err)
+	}
 }
 
 // TestTooManyConnections: a server that answers 421 beyond two sessions

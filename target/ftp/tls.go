@@ -10,14 +10,13 @@ import (
 	"strings"
 )
 
-// tlsSessionCacheSize is how many TLS sessions a target remembers. One
-// server name is all we talk to, so a few entries are plenty.
+// tlsSessionCacheSize is how many TLS sessions a connection remembers. One
+// server name is all it talks to, so a few entries are plenty.
 const tlsSessionCacheSize = 16
 
-// newTLSConfig builds the one tls.Config a target uses for its control and
-// data connections. The shared ClientSessionCache matters: proftpd (and
-// other servers with "TLSOptions" requiring reuse) refuses a data connection
-// that does not resume the control connection's TLS session.
+// newTLSConfig builds the tls.Config of a target: verification on unless
+// the user turned it off, the user's CA if given. connTLSConfig derives
+// each connection's copy, with its own session cache, from it.
 func newTLSConfig(ep Endpoint, opts Options) (*tls.Config, error) {
 	if ep.TLS == TLSNone {
 		return nil, nil
@@ -30,7 +29,6 @@ func newTLSConfig(ep Endpoint, opts Options) (*tls.Config, error) {
 		ServerName:         host,
 		MinVersion:         tls.VersionTLS12,
 		InsecureSkipVerify: opts.InsecureSkipVerify, //nolint:gosec // the user asked for it, and the command line warns
-		ClientSessionCache: tls.NewLRUClientSessionCache(tlsSessionCacheSize),
 	}
 	if opts.CAFile != "" {
 		pem, err := os.ReadFile(opts.CAFile)
@@ -44,6 +42,29 @@ func newTLSConfig(ep Endpoint, opts Options) (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	return cfg, nil
+}
+
+// connTLSConfig returns the TLS configuration for one control connection
+// and its data connections, or nil without TLS. Each control connection
+// gets its own session cache: proftpd accepts a data connection only if it
+// resumes the TLS session of its own control connection, and a cache shared
+// by the pool would hand it another connection's session.
+func (t *Target) connTLSConfig() *tls.Config {
+	if t.tlsCfg == nil {
+		return nil
+	}
+	cfg := t.tlsCfg.Clone()
+	cfg.ClientSessionCache = tls.NewLRUClientSessionCache(tlsSessionCacheSize)
+	return cfg
+}
+
+// Handshake lets jlaffaye/ftp start TLS on an empty upload, where no Write
+// would trigger it (proftpd refuses the transfer otherwise).
+func (d *dataConn) Handshake() error {
+	if tc, ok := d.Conn.(*tls.Conn); ok {
+		return tc.Handshake()
+	}
+	return nil
 }
 
 // isTLSVerifyError reports whether err says the server's certificate was not
