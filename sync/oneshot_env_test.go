@@ -42,7 +42,6 @@ func newSyncEnv(t *testing.T) *syncEnv {
 	l.SetOutput(io.Discard)
 	if testing.Verbose() {
 		l.SetOutput(os.Stderr)
-		l.SetLevel(logrus.DebugLevel)
 	}
 	e.log = l
 	var err error
