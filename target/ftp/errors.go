@@ -218,7 +218,7 @@ func (t *Target) explainConnect(ctx context.Context, err error) error {
 	case replyCode(err) == codeNotAvailable:
 		return &setupError{msg: "connect to " + host + ": the server refuses connections: " + err.Error() +
 			" — try again later, or with fewer --connections", kind: target.ErrTemporary, err: err}
-	case t.ep.TLS == TLSExplicit && isTLSNotOffered(err):
+	case errors.Is(err, errNoTLS):
 		return &setupError{msg: "connect to " + host + ": the server does not offer TLS (" + err.Error() +
 			"); use ftp:// only if you accept sending the password in clear", kind: target.ErrUnsupported, err: err}
 	case ctx.Err() != nil:

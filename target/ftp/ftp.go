@@ -11,6 +11,7 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -251,6 +252,10 @@ func (t *Target) dialConn(ctx context.Context) (*conn, error) {
 	if err != nil {
 		c.end()
 		c.kill()
+		if t.ep.TLS == TLSExplicit && replyCode(err) >= codeSyntax {
+			// Dial only reads the greeting and sends AUTH TLS.
+			err = fmt.Errorf("%w: %w", errNoTLS, err)
+		}
 		return nil, err
 	}
 	c.sc = sc

@@ -227,6 +227,13 @@ func TestTLSVerification(t *testing.T) {
 	wantSetupError(t, err, nil, "--ca-file")
 }
 
+// TestTLSNotOffered: ftpes:// to a server without FTPS says so.
+func TestTLSNotOffered(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	_, err := New(t.Context(), Options{URL: "ftpes://tester@" + srv.Addr() + "/", Password: srv.Password, Log: testLog(t)})
+	wantSetupError(t, err, target.ErrUnsupported, "the server does not offer TLS", "ftp://")
+}
+
 // TestTLSRealServerUntrusted: proftpd's certificate is refused without
 // its CA.
 func TestTLSRealServerUntrusted(t *testing.T) {

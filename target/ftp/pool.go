@@ -56,6 +56,9 @@ func newPool(size int, idleClose time.Duration, log logrus.FieldLogger, dial fun
 func (p *pool) get(ctx context.Context) (*conn, error) {
 	backoff := tooManyBackoff
 	for attempt := 1; ; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, err // select would pick a free slot half the time
+		}
 		select {
 		case p.slots <- struct{}{}:
 		case <-ctx.Done():

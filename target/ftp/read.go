@@ -148,7 +148,9 @@ func (r *reader) Close() error {
 	var err error
 	switch {
 	case r.err != nil:
-		c.markDead()
+		// The transfer broke: waiting for the server's verdict could take
+		// a whole timeout, and the connection is discarded anyway.
+		c.kill()
 		_ = r.resp.Close()
 	case r.eof:
 		if err = r.resp.Close(); err != nil {

@@ -7,8 +7,10 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"strings"
 )
+
+// errNoTLS marks a refused AUTH TLS: the server has no FTPS.
+var errNoTLS = errors.New("server refused AUTH TLS")
 
 // tlsSessionCacheSize is how many TLS sessions a connection remembers. One
 // server name is all it talks to, so a few entries are plenty.
@@ -85,13 +87,4 @@ func tlsVerifyError(host string, err error) error {
 			"(anyone on the path can then read the password)", host, err),
 		err: err,
 	}
-}
-
-// isTLSNotOffered reports the reply of a server without FTPS to AUTH TLS.
-func isTLSNotOffered(err error) bool {
-	code := replyCode(err)
-	if code == codeSyntax || code == codeNotImplemented || code == codeNotImplParam || code == codeBadArguments {
-		return true
-	}
-	return code == 534 || code == 431 || (code >= 500 && strings.Contains(strings.ToLower(err.Error()), "auth"))
 }

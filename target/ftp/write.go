@@ -89,26 +89,35 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 	}
 	dir, name := target.Split(rel)
 	tmp := target.Join(dir, target.TempName(name, t.tempPrefix+"-"+strconv.FormatUint(t.tempSeq.Add(1), 10)))
+	// A retry rewinds the source to where it was, if it can.
+	seeker, _ := r.(io.Seeker)
+	var start int64
+	if seeker != nil {
+		if start, err = seeker.Seek(0, io.SeekCurrent); err != nil {
+			seeker = nil
+		}
+	}
 	var cr *countingReader
 	again := func() bool {
 		if cr == nil || cr.n == 0 {
 			return true
 		}
-		s, ok := r.(io.Seeker)
-		if !ok {
+		if seeker == nil {
 			return false
 		}
-		_, err := s.Seek(0, io.SeekStart)
+		_, err := seeker.Seek(start, io.SeekStart)
 		return err == nil
 	}
 	var e target.Entry
+	stored := false
 	err = t.doRetry(ctx, "write", rel, again, func(c *conn) error {
 		cr = &countingReader{r: r, limit: opts.Size}
+		stored = true
 		var err error
 		e, err = t.write(c, rel, tmp, cr, opts)
 		return err
 	})
-	if err != nil && !t.renameRefused.Load() {
+	if err != nil && stored && !t.renameRefused.Load() {
 		t.removeTemp(ctx, tmp)
 	}
 	return e, err
@@ -199,7 +208,7 @@ func (t *Target) copyInPlace(c *conn, rel, tmpAbs string, cr *countingReader, op
 	defer func() { _ = c.sc.Delete(tmpAbs) }()
 	var src io.Reader
 	if s, ok := cr.r.(io.Seeker); ok {
-		if _, err := s.Seek(0, io.SeekStart); err != nil {
+		if _, err := s.Seek(-cr.n, io.SeekCurrent); err != nil {
 			return target.Entry{}, target.NewError("write", rel, nil, fmt.Errorf("rewind the source: %w", err))
 		}
 		src = cr.r
