@@ -171,12 +171,13 @@ func selfSigned(t *testing.T) (*tls.Config, string) {
 	return cfg, caFile
 }
 
-// tlsGreeter is a minimal explicit-FTPS server: it greets, accepts AUTH TLS
-// and completes a TLS handshake with cfg, then closes. Enough to check
+// tlsGreeter is a minimal FTPS server: it greets, accepts AUTH TLS and
+// completes a TLS handshake with cfg, then closes; with implicit, it does
+// the handshake first. Enough to check
 // certificate verification without a full server. (internal/ftpd's TLS
 // option does not reach goftp's AUTH command: goftp only enables it in
 // ListenAndServe, and ftpd calls Serve.)
-func tlsGreeter(t *testing.T, cfg *tls.Config) string {
+func tlsGreeter(t *testing.T, cfg *tls.Config, implicit bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -191,6 +192,11 @@ func tlsGreeter(t *testing.T, cfg *tls.Config) string {
 				return
 			}
 			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if implicit {
+				_ = tls.Server(c, cfg).Handshake()
+				c.Close()
+				continue
+			}
 			_, _ = io.WriteString(c, "220 hello\r\n")
 			line, _ := bufio.NewReader(c).ReadString('\n')
 			if strings.HasPrefix(line, "AUTH TLS") {
@@ -212,9 +218,13 @@ func tlsGreeter(t *testing.T, cfg *tls.Config) string {
 // transfers over TLS.
 func TestTLSVerification(t *testing.T) {
 	cfg, caFile := selfSigned(t)
-	addr := tlsGreeter(t, cfg)
+	implicit := tlsGreeter(t, cfg, true)
+	_, err := New(t.Context(), Options{URL: "ftps://tester@" + implicit + "/", Password: "pw", Log: testLog(t)})
+	wantSetupError(t, err, nil, "TLS certificate of "+implicit+" is not trusted", "--ca-file", "--insecure-skip-verify")
+
+	addr := tlsGreeter(t, cfg, false)
 	u := "ftpes://tester@" + addr + "/"
-	_, err := New(t.Context(), Options{URL: u, Password: "pw", Log: testLog(t)})
+	_, err = New(t.Context(), Options{URL: u, Password: "pw", Log: testLog(t)})
 	wantSetupError(t, err, nil, "TLS certificate of "+addr+" is not trusted", "--ca-file", "--insecure-skip-verify")
 
 	// With the certificate trusted, the handshake passes and New fails
