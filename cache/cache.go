@@ -67,7 +67,8 @@ type Cache struct {
 	// after the change dropped the old blocks.
 	stripes [64]sync.Mutex
 
-	lru lru // cached block accounting; has its own lock
+	lru lru      // cached block accounting; has its own lock
+	mem entryMem // recently used entry records; has its own lock
 
 	stop   chan struct{}  // closed by Close to end the GC loop
 	stopWG sync.WaitGroup // the GC loop
@@ -109,6 +110,7 @@ func Open(opts Options) (*Cache, error) {
 	}
 	c := &Cache{db: db, seq: seq, lock: lock, log: opts.Log, dir: opts.Dir, max: opts.MaxSize, stop: make(chan struct{})}
 	c.lru.init()
+	c.mem.init()
 	if err := c.initTree(); err != nil {
 		c.closeDB()
 		return nil, err

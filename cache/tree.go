@@ -79,12 +79,18 @@ func getEntry(txn *badger.Txn, ino uint64) (Entry, error) {
 
 // Get returns the entry with the given inode number.
 func (c *Cache) Get(ino uint64) (Entry, error) {
-	var e Entry
+	e, epoch, ok := c.mem.get(ino)
+	if ok {
+		return e, nil
+	}
 	err := c.db.View(func(txn *badger.Txn) error {
 		var err error
 		e, err = getEntry(txn, ino)
 		return err
 	})
+	if err == nil {
+		c.mem.fill(e, epoch)
+	}
 	return e, err
 }
 
@@ -277,6 +283,9 @@ func (c *Cache) ApplyListing(dir uint64, list []target.Entry, now time.Time) ([]
 	if err := wb.Flush(); err != nil {
 		return changes, fmt.Errorf("apply listing of inode %d: %w", dir, err)
 	}
+	for _, e := range writes {
+		c.mem.put(e)
+	}
 	return changes, nil
 }
 
@@ -326,6 +335,7 @@ func (c *Cache) replaceContent(e Entry) error {
 	if err != nil {
 		return fmt.Errorf("drop changed content of inode %d: %w", e.Ino, err)
 	}
+	c.mem.put(e)
 	c.lru.forgetFile(e.Ino)
 	return nil
 }
@@ -386,6 +396,7 @@ func (c *Cache) removeSubtrees(tops []Entry) error {
 		return fmt.Errorf("remove subtree: %w", err)
 	}
 	for _, e := range all {
+		c.mem.drop(e.Ino)
 		c.lru.forgetFile(e.Ino)
 	}
 	return nil

@@ -49,6 +49,21 @@ type Fetcher struct {
 
 	mu      gosync.Mutex         // protects streams
 	streams map[uint64][]*stream // running transfers per inode
+
+	hotMu   gosync.Mutex // protects the following
+	hot     [hotBlocks]hotBlock
+	hotNext int // slot the next hot block replaces
+}
+
+// hotBlocks is how many recently read blocks the Fetcher keeps in memory.
+// The kernel reads in pieces of 128 KiB; without them every piece would
+// copy its whole 1 MiB block out of Badger again.
+const hotBlocks = 8
+
+type hotBlock struct {
+	ino, gen uint64
+	idx      int64
+	data     []byte // nil: empty slot
 }
 
 // NewFetcher returns a Fetcher; Close stops its transfers.
@@ -74,6 +89,12 @@ func (f *Fetcher) Close() {
 	f.cancel()
 	f.wg.Wait()
 }
+
+// joinReach is how far ahead of a running transfer a read may be and still
+// wait for it rather than start another: the kernel's readahead asks for
+// several blocks at once, and streaming 32 MiB costs less than a new
+// transfer (a round trip or two and a new data connection).
+const joinReach = 32
 
 // maxStaleRetries bounds how often a read starts over because the file's
 // remote content changed under it.
@@ -118,9 +139,39 @@ func (f *Fetcher) readAt(ctx context.Context, e cache.Entry, p []byte, off int64
 	return n, nil
 }
 
-// block returns one block of a file from the cache, or waits for a transfer
-// to bring it.
+// block returns one block of a file.
 func (f *Fetcher) block(ctx context.Context, e cache.Entry, idx int64) ([]byte, error) {
+	if data := f.hotGet(e, idx); data != nil {
+		return data, nil
+	}
+	data, err := f.fetchBlock(ctx, e, idx)
+	if err == nil {
+		f.hotPut(e, idx, data)
+	}
+	return data, err
+}
+
+func (f *Fetcher) hotGet(e cache.Entry, idx int64) []byte {
+	f.hotMu.Lock()
+	defer f.hotMu.Unlock()
+	for _, h := range f.hot {
+		if h.data != nil && h.ino == e.Ino && h.gen == e.Gen && h.idx == idx {
+			return h.data
+		}
+	}
+	return nil
+}
+
+func (f *Fetcher) hotPut(e cache.Entry, idx int64, data []byte) {
+	f.hotMu.Lock()
+	defer f.hotMu.Unlock()
+	f.hot[f.hotNext] = hotBlock{ino: e.Ino, gen: e.Gen, idx: idx, data: data}
+	f.hotNext = (f.hotNext + 1) % hotBlocks
+}
+
+// fetchBlock reads a block from the cache, or waits for a transfer to
+// bring it.
+func (f *Fetcher) fetchBlock(ctx context.Context, e cache.Entry, idx int64) ([]byte, error) {
 	// A block stored and then evicted before this reader saw it sends the
 	// reader round again; a handful of rounds is plenty.
 	for round := 0; round < 4; round++ {
@@ -153,13 +204,18 @@ func (f *Fetcher) streamFor(e cache.Entry, idx int64) (*stream, error) {
 		return nil, ErrFetchClosed
 	}
 	for _, s := range f.streams[e.Ino] {
-		if s.gen == e.Gen && s.ask(idx, 2*f.opts.ReadAhead) {
+		if s.gen == e.Gen && s.ask(idx, joinReach) {
 			return s, nil
 		}
 	}
 	path, err := f.opts.Cache.Path(e.Ino)
 	if err != nil {
 		return nil, err
+	}
+	// A reader jumped elsewhere: transfers of this file that wait for
+	// demand are likely abandoned, and each holds a server connection.
+	for _, x := range f.streams[e.Ino] {
+		x.stopIfPaused()
 	}
 	s := newStream(f, e, path, idx)
 	f.streams[e.Ino] = append(f.streams[e.Ino], s)

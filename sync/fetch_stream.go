@@ -28,7 +28,9 @@ type stream struct {
 	path  string   // read only
 	start int64    // read only: first block
 
-	asked chan struct{} // capacity 1: a reader raised want
+	asked  chan struct{}      // capacity 1: a reader raised want
+	ctx    context.Context    // the transfer's; cancelled when it ends or is stopped
+	cancel context.CancelFunc // read only
 
 	mu       gosync.Mutex // protects the following
 	next     int64        // blocks [start, next) are stored
@@ -37,13 +39,26 @@ type stream struct {
 	err      error
 	recent   map[int64][]byte // the last blocks stored, for waiting readers
 	progress chan struct{}    // closed and replaced when next or done change
+	paused   bool             // waiting for demand in awaitDemand
+	stopped  bool             // ended by stopIfPaused
 }
 
 func newStream(f *Fetcher, e cache.Entry, path string, idx int64) *stream {
+	ctx, cancel := context.WithCancel(f.ctx)
 	return &stream{
 		f: f, ino: e.Ino, gen: e.Gen, size: e.Size, path: path, start: idx,
-		asked: make(chan struct{}, 1), next: idx, want: idx,
+		asked: make(chan struct{}, 1), ctx: ctx, cancel: cancel, next: idx, want: idx,
 		recent: make(map[int64][]byte), progress: make(chan struct{}),
+	}
+}
+
+// stopIfPaused ends the transfer if no reader is waiting for it.
+func (s *stream) stopIfPaused() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.paused && !s.done {
+		s.stopped = true
+		s.cancel()
 	}
 }
 
@@ -53,6 +68,9 @@ func newStream(f *Fetcher, e cache.Entry, path string, idx int64) *stream {
 func (s *stream) ask(idx, reach int64) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if _, ok := s.recent[idx]; ok {
+		return true // arrived; maybe not yet in the cache
+	}
 	if s.done || idx < s.next || idx > s.next+reach {
 		return false
 	}
@@ -118,7 +136,7 @@ func (s *stream) run() {
 }
 
 func (s *stream) transfer() error {
-	ctx, cancel := context.WithCancel(s.f.ctx)
+	ctx, cancel := s.ctx, s.cancel
 	defer cancel()
 	blocks := (s.size + cache.BlockSize - 1) / cache.BlockSize
 	if s.start >= blocks {
@@ -159,10 +177,16 @@ func (s *stream) transfer() error {
 	defer r.Close()
 	s.f.opts.Log.WithFields(map[string]any{"path": s.path, "block": s.start}).Debug("transfer started")
 
+	// Blocks are handed to readers as they arrive and stored in the cache by
+	// a goroutine of their own, so that the network and Badger work at once.
+	w := newBlockWriter(s)
 	for idx := s.start; idx < blocks; idx++ {
 		watchdog.Stop()
 		if err := s.awaitDemand(ctx, idx); err != nil {
-			return err
+			return errors.Join(err, w.close())
+		}
+		if err := w.failed(); err != nil {
+			return errors.Join(err, w.close())
 		}
 		watchdog.Reset(s.f.opts.Timeout)
 		data := make([]byte, min(cache.BlockSize, s.size-idx*cache.BlockSize))
@@ -170,24 +194,82 @@ func (s *stream) transfer() error {
 			if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
 				err = fmt.Errorf("%w (the file is shorter than listed)", cache.ErrStale)
 			}
-			return timedOut(fmt.Errorf("read %s block %d: %w", s.path, idx, err))
-		}
-		if err := s.f.opts.Cache.PutBlock(s.ino, s.gen, idx, data); err != nil {
-			return err
+			return errors.Join(timedOut(fmt.Errorf("read %s block %d: %w", s.path, idx, err)), w.close())
 		}
 		s.stored(idx, data)
+		w.put(idx, data)
 	}
-	return nil
+	return w.close()
+}
+
+// blockWriter stores a transfer's blocks in the cache in order.
+type blockWriter struct {
+	s    *stream
+	in   chan blockData
+	done chan struct{} // closed when the goroutine ends
+	err  chan error    // capacity 1: the first failure
+}
+
+type blockData struct {
+	idx  int64
+	data []byte
+}
+
+func newBlockWriter(s *stream) *blockWriter {
+	w := &blockWriter{s: s, in: make(chan blockData, 2), done: make(chan struct{}), err: make(chan error, 1)}
+	go w.run()
+	return w
+}
+
+func (w *blockWriter) run() {
+	defer close(w.done)
+	for b := range w.in {
+		if err := w.s.f.opts.Cache.PutBlock(w.s.ino, w.s.gen, b.idx, b.data); err != nil {
+			w.err <- err
+			for range w.in {
+			}
+			return
+		}
+	}
+}
+
+func (w *blockWriter) put(idx int64, data []byte) { w.in <- blockData{idx, data} }
+
+func (w *blockWriter) failed() error {
+	select {
+	case err := <-w.err:
+		w.err <- err
+		return err
+	default:
+		return nil
+	}
+}
+
+// close waits until every block is stored and returns the first failure.
+func (w *blockWriter) close() error {
+	close(w.in)
+	<-w.done
+	return w.failed()
 }
 
 // awaitDemand pauses the transfer until a reader wants block idx or one
 // within ReadAhead before it, or ends it after Idle without demand.
 func (s *stream) awaitDemand(ctx context.Context, idx int64) error {
 	var idle *time.Timer
+	defer func() {
+		s.mu.Lock()
+		s.paused = false
+		s.mu.Unlock()
+	}()
 	for {
 		s.mu.Lock()
 		ok := idx <= s.want+s.f.opts.ReadAhead
+		s.paused = !ok
+		stopped := s.stopped
 		s.mu.Unlock()
+		if stopped {
+			return errStreamIdle
+		}
 		if ok {
 			if idle != nil {
 				idle.Stop()
@@ -203,6 +285,12 @@ func (s *stream) awaitDemand(ctx context.Context, idx int64) error {
 		case <-idle.C:
 			return errStreamIdle
 		case <-ctx.Done():
+			s.mu.Lock()
+			stopped := s.stopped
+			s.mu.Unlock()
+			if stopped {
+				return errStreamIdle
+			}
 			return fmt.Errorf("read %s: %w", s.path, ErrFetchClosed)
 		}
 	}

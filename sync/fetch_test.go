@@ -246,7 +246,7 @@ func TestReadersShareOneTransfer(t *testing.T) {
 
 func TestServerDownCachedStillReadable(t *testing.T) {
 	env := newFetchEnv(t, 0)
-	want := randomBytes(3*cache.BlockSize, 3)
+	want := randomBytes(12*cache.BlockSize, 3)
 	os.WriteFile(filepath.Join(env.root, "f"), want, 0o644)
 	e := env.entry(t, "f")
 	buf := make([]byte, 1000)
@@ -261,7 +261,7 @@ func TestServerDownCachedStillReadable(t *testing.T) {
 		t.Fatalf("cached read with server down: %d, %v", n, err)
 	}
 	start := time.Now()
-	_, err := env.f.ReadAt(context.Background(), e, buf, 2*cache.BlockSize+5)
+	_, err := env.f.ReadAt(context.Background(), e, buf, 11*cache.BlockSize+5)
 	if !errors.Is(err, target.ErrTemporary) {
 		t.Fatalf("uncached read with server down: %v", err)
 	}
@@ -303,8 +303,9 @@ func TestRemoteChangeDuringReadGivesNewContent(t *testing.T) {
 	if cur.Gen == old.Gen {
 		t.Fatal("listing did not notice the change")
 	}
-	// A reader still holding the old entry gets the new content.
-	n, err := env.f.ReadAt(context.Background(), old, buf, cache.BlockSize)
+	// The old transfer may still run; a read of the new content must not
+	// be served from it.
+	n, err := env.f.ReadAt(context.Background(), cur, buf, cache.BlockSize)
 	if err != nil || string(buf[:n]) != "bbbbbbbbbb" {
 		t.Fatalf("read after change: %q, %v", buf[:n], err)
 	}
