@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -223,4 +224,66 @@ func TestInterruptedRunResumes(t *testing.T) {
 	}
 	e.sameTrees()
 	e.noop(Options{Mode: ModeSync})
+}
+
+// editDuringRun changes a local file while the run is reading the remote
+// one, as a user editing the file at the wrong moment would.
+type editDuringRun struct {
+	target.Target
+	edit func()
+}
+
+func (d *editDuringRun) Open(ctx context.Context, p string, off, n int64) (io.ReadCloser, error) {
+	d.edit()
+	return d.Target.Open(ctx, p, off, n)
+}
+
+func TestEditDuringRunIsNotOverwritten(t *testing.T) {
+	e := newSyncEnv(t)
+	writeAt(t, e.ldir, "f", "v1", tA)
+	writeAt(t, e.ldir, "g", "v1", tA)
+	e.mustRun(Options{Mode: ModeSync})
+	writeAt(t, e.rdir, "f", "server v2", tA.Add(time.Hour))
+	removeAt(t, e.rdir, "g")
+	e.remote = &editDuringRun{Target: e.remote, edit: func() {
+		writeAt(t, e.ldir, "f", "user edit", tA.Add(2*time.Hour))
+	}}
+	sum, out := e.mustRun(Options{Mode: ModeSync, Parallel: 1})
+	if got := readAt(t, e.ldir, "f"); got != "user edit" {
+		t.Errorf("the local edit was overwritten: %q", got)
+	}
+	if sum.Skipped != 1 || !strings.Contains(out, "changed during the run") {
+		t.Errorf("summary %+v\n%s", sum, out)
+	}
+	// The next run sees it as the conflict it is.
+	e.remote = e.remote.(*editDuringRun).Target
+	sum, _ = e.mustRun(Options{Mode: ModeSync})
+	if sum.Conflicts != 1 {
+		t.Errorf("next run: %+v", sum)
+	}
+
+	// A deletion checks too.
+	e2 := newSyncEnv(t)
+	writeAt(t, e2.ldir, "g", "v1", tA)
+	e2.mustRun(Options{Mode: ModeSync})
+	removeAt(t, e2.rdir, "g")
+	e2.remote = &listThenEdit{Target: e2.remote, edit: func() { writeAt(t, e2.ldir, "g", "user edit", tA.Add(time.Hour)) }}
+	sum, out = e2.mustRun(Options{Mode: ModeSync})
+	if !exists(e2.ldir, "g") || sum.DeletedLocal != 0 || sum.Skipped != 1 {
+		t.Errorf("a local file edited during the run was deleted: %+v\n%s", sum, out)
+	}
+}
+
+// listThenEdit runs edit after the first listing of the root, before any
+// operation on the files in it.
+type listThenEdit struct {
+	target.Target
+	edit func()
+	once sync.Once
+}
+
+func (l *listThenEdit) List(ctx context.Context, dir string) ([]target.Entry, error) {
+	ents, err := l.Target.List(ctx, dir)
+	l.once.Do(l.edit)
+	return ents, err
 }

@@ -175,15 +175,46 @@ func (r *syncRun) fileOp(ctx context.Context, p string, o step, l, rm *target.En
 	case stepDownload:
 		err = r.copyFile(ctx, sideRemote, p, p, rm, l)
 	case stepDeleteLocal:
-		err = r.deleteFile(ctx, sideLocal, p)
+		if err = r.unchangedSince(ctx, sideLocal, p, l); err == nil {
+			err = r.deleteFile(ctx, sideLocal, p)
+		}
 	case stepDeleteRemote:
-		err = r.deleteFile(ctx, sideRemote, p)
+		if err = r.unchangedSince(ctx, sideRemote, p, rm); err == nil {
+			err = r.deleteFile(ctx, sideRemote, p)
+		}
 	case stepKeepBoth:
 		err = r.keepBoth(ctx, p, l, rm)
 	}
-	if err != nil {
+	switch {
+	case errors.Is(err, errChangedDuringRun):
+		r.skip(p, err.Error())
+	case err != nil:
 		r.fail(ctx, p, err)
 	}
+}
+
+// errChangedDuringRun stops a replacement or deletion of a file that
+// changed after it was listed: the change would be lost.
+var errChangedDuringRun = errors.New("changed during the run; run again to sync it")
+
+// unchangedSince checks, right before a file is replaced or deleted, that
+// it is still what the listing showed: someone editing the local copy
+// while a long run works through the tree must not lose the edit. A file
+// that is gone meanwhile is fine: nothing is lost by writing there.
+func (r *syncRun) unchangedSince(ctx context.Context, s sideID, p string, listed *target.Entry) error {
+	if listed == nil || r.opts.DryRun {
+		return nil
+	}
+	now, err := r.tg[s].Stat(ctx, p)
+	switch {
+	case errors.Is(err, target.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check the %s file before changing it: %w", s, err)
+	case now.IsDir || now.Size != listed.Size || !sameTime(now.ModTime, listed.ModTime, max(now.Precision, listed.Precision)):
+		return fmt.Errorf("the %s file %w", s, errChangedDuringRun)
+	}
+	return nil
 }
 
 // copyFile copies src's file at from to the other side at to, with src's
@@ -211,6 +242,11 @@ func (r *syncRun) copyFile(ctx context.Context, src sideID, from, to string, e, 
 		return fmt.Errorf("%s: read the %s file: %w", verb, src, err)
 	}
 	defer rc.Close()
+	// As late as the interface allows: an edit during the transfer itself
+	// still loses to it, but one made since the listing does not.
+	if err := r.unchangedSince(ctx, dst, to, old); err != nil {
+		return err
+	}
 	got, err := r.tg[dst].Write(ctx, to, r.opts.Progress.reader(rc), target.WriteOptions{ModTime: e.ModTime, Size: e.Size})
 	if err != nil {
 		return fmt.Errorf("%s: %w", verb, err)
