@@ -85,8 +85,8 @@ func newOneshotCmd(g *globalOptions, mode sync.Mode, use, short, long string) *c
 	}
 	f := cmd.Flags()
 	f.BoolVarP(&o.dryRun, "dry-run", "n", false, "print what would be done; change nothing and write no state")
-	f.StringSliceVar(&o.match, "match", nil, "only sync files matching these globs (comma-separated or repeated; `*.html`, `docs/**/*.md`)")
-	f.StringSliceVar(&o.exclude, "exclude", nil, "skip files and folders matching these globs (`**/*.log`, `build/`, bare names)")
+	f.StringSliceVar(&o.match, "match", nil, "only sync files matching these globs, comma-separated or repeated ('*.html', 'docs/**/*.md')")
+	f.StringSliceVar(&o.exclude, "exclude", nil, "skip files and folders matching these globs ('**/*.log', 'build/', bare names)")
 	f.IntVar(&o.parallel, "parallel", 4, "transfers and listings in parallel")
 	f.BoolVar(&o.progress, "progress", false, "show progress (a redrawn line on a terminal, plain lines otherwise)")
 	f.BoolVarP(&o.verbose, "verbose", "v", false, "also print paths that need nothing")
@@ -237,9 +237,9 @@ func (o *oneshotOptions) openStore(g *globalOptions, local, remote target.Target
 }
 
 func printSummary(w io.Writer, mode sync.Mode, dry bool, s sync.Summary) {
-	verb := "done"
+	verb, note := "done", ""
 	if dry {
-		verb = "dry run done, nothing changed; it would have made"
+		verb, note = "dry run done", " (nothing changed; this is the plan)"
 	}
 	parts := []string{
 		fmt.Sprintf("%d up (%s)", s.FilesUp, byteCount(s.BytesUp)),
@@ -250,12 +250,12 @@ func printSummary(w io.Writer, mode sync.Mode, dry bool, s sync.Summary) {
 		fmt.Sprintf("%d skipped", s.Skipped),
 	}
 	if s.DirsCreated > 0 {
-		parts = append(parts, fmt.Sprintf("%d folders created", s.DirsCreated))
+		parts = append(parts, fmt.Sprintf("%d folder(s) created", s.DirsCreated))
 	}
 	if s.Errors > 0 {
 		parts = append(parts, fmt.Sprintf("%d errors", s.Errors))
 	}
-	fmt.Fprintf(w, "%s %s in %s: %s\n", mode, verb, s.Elapsed.Round(time.Millisecond), strings.Join(parts, ", "))
+	fmt.Fprintf(w, "%s %s in %s%s: %s\n", mode, verb, s.Elapsed.Round(time.Millisecond), note, strings.Join(parts, ", "))
 }
 
 func byteCount(n int64) string {
