@@ -18,7 +18,6 @@ type dirNode struct {
 
 var (
 	_ = (gofs.NodeLookuper)((*dirNode)(nil))
-	_ = (gofs.NodeReaddirer)((*dirNode)(nil))
 	_ = (gofs.NodeGetattrer)((*dirNode)(nil))
 	_ = (gofs.NodeStatfser)((*dirNode)(nil))
 	_ = (gofs.NodeGetxattrer)((*dirNode)(nil))
@@ -58,25 +57,6 @@ func (n *dirNode) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (
 	}
 	n.fs.fillAttr(e, &out.Attr)
 	return n.fs.newChild(ctx, n.EmbeddedInode(), e), 0
-}
-
-func (n *dirNode) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
-	if errno := n.ensureListed(ctx); errno != 0 {
-		return nil, errno
-	}
-	kids, err := n.fs.opts.Cache.Children(n.ino())
-	if err != nil {
-		return nil, n.fs.toErrno("readdir", err)
-	}
-	list := make([]fuse.DirEntry, len(kids))
-	for i, k := range kids {
-		mode := uint32(syscall.S_IFREG)
-		if k.IsDir {
-			mode = syscall.S_IFDIR
-		}
-		list[i] = fuse.DirEntry{Name: k.Name, Ino: k.Ino, Mode: mode}
-	}
-	return gofs.NewListDirStream(list), 0
 }
 
 func (n *dirNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {

@@ -77,6 +77,7 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		AllowOther:   opts.AllowOther,
 		MaxReadAhead: 1 << 20,
 		MaxWrite:     1 << 20,
+		EnableAcl:    true, // lets the kernel cache the (absent) ACLs instead of asking per stat
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
 	}

@@ -86,8 +86,22 @@ func (n *Notifier) loop() {
 		if closed {
 			return
 		}
+		dirs := make(map[uint64]bool)
 		for _, c := range batch {
 			n.send(c)
+			if c.Kind == cache.ChangeAdded || c.Kind == cache.ChangeRemoved {
+				dirs[c.Parent] = true
+			}
+		}
+		// The kernel keeps directory listings (FOPEN_CACHE_DIR) in the
+		// directory's pages; drop them where names came or went.
+		for ino := range dirs {
+			n.mu.Lock()
+			in := n.inodes[ino]
+			n.mu.Unlock()
+			if in != nil {
+				in.NotifyContent(0, 0)
+			}
 		}
 	}
 }

@@ -270,6 +270,9 @@ func TestRemoteChangeReachesKernel(t *testing.T) {
 	if got, err := os.ReadFile(mp); err != nil || string(got) != "old content" {
 		t.Fatalf("first read: %q, %v", got, err)
 	}
+	if ents, err := os.ReadDir(m.dir); err != nil || len(ents) != 1 {
+		t.Fatalf("first readdir: %v, %v", ents, err)
+	}
 	os.WriteFile(p, []byte("new content, longer"), 0o640)
 	os.Chtimes(p, mtime.Add(time.Hour), mtime.Add(time.Hour))
 	os.WriteFile(filepath.Join(m.serverDir, "added"), []byte("a"), 0o640)
@@ -281,7 +284,8 @@ func TestRemoteChangeReachesKernel(t *testing.T) {
 	for {
 		got, err := os.ReadFile(mp)
 		_, aerr := os.Stat(filepath.Join(m.dir, "added"))
-		if err == nil && string(got) == "new content, longer" && aerr == nil {
+		ents, _ := os.ReadDir(m.dir)
+		if err == nil && string(got) == "new content, longer" && aerr == nil && len(ents) == 2 {
 			return
 		}
 		if time.Now().After(deadline) {
