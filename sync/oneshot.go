@@ -185,13 +185,16 @@ func (r *syncRun) importMeta(ctx context.Context) error {
 	return r.opts.Store.PutMany(recs)
 }
 
-// children returns the records of dir's children.
-func (r *syncRun) children(dir string) (map[string]Record, error) {
-	recs := map[string]Record{}
+// children returns the records and unfinished transfers of dir's children.
+func (r *syncRun) children(dir string) (map[string]Record, map[string]Intent, error) {
+	recs, intents := map[string]Record{}, map[string]Intent{}
 	if r.opts.Store != nil {
 		var err error
 		if recs, err = r.opts.Store.Children(dir); err != nil {
-			return nil, err
+			return nil, nil, err
+		}
+		if intents, err = r.opts.Store.Intents(dir); err != nil {
+			return nil, nil, err
 		}
 	}
 	for name, rec := range r.overlay[dir] {
@@ -199,7 +202,7 @@ func (r *syncRun) children(dir string) (map[string]Record, error) {
 			recs[name] = rec
 		}
 	}
-	return recs, nil
+	return recs, intents, nil
 }
 
 // list lists one side of a folder within the listing bound.
@@ -247,7 +250,7 @@ func (r *syncRun) walkDir(ctx context.Context, dir string, haveL, haveR bool) {
 			r.markDir(sideID(s), dir)
 		}
 	}
-	recs, err := r.children(dir)
+	recs, intents, err := r.children(dir)
 	if err != nil {
 		r.fail(ctx, dir, err)
 		return
@@ -286,7 +289,11 @@ func (r *syncRun) walkDir(ctx context.Context, dir string, haveL, haveR bool) {
 		if l != nil && l.IsDir || rm != nil && rm.IsDir || l == nil && rm == nil && rec != nil && rec.IsDir {
 			r.handleDir(ctx, &wg, p, l, rm, rec)
 		} else {
-			r.handleFile(ctx, &wg, p, l, rm, rec)
+			var in *Intent
+			if v, ok := intents[name]; ok {
+				in = &v
+			}
+			r.handleFile(ctx, &wg, p, l, rm, rec, in)
 		}
 	}
 	wg.Wait()
@@ -362,8 +369,16 @@ func (r *syncRun) dirOp(ctx context.Context, p string, o step, l, rm *target.Ent
 }
 
 // handleFile decides about a file and starts its transfer or deletion.
-func (r *syncRun) handleFile(ctx context.Context, wg *gosync.WaitGroup, p string, l, rm *target.Entry, rec *Record) {
+// An unfinished transfer (in) that did finish is recorded as such.
+func (r *syncRun) handleFile(ctx context.Context, wg *gosync.WaitGroup, p string, l, rm *target.Entry, rec *Record, in *Intent) {
 	l, rm = r.refine(ctx, sideLocal, p, l, rec), r.refine(ctx, sideRemote, p, rm, rec)
+	if in != nil && intentDone(*in, l, rm) {
+		r.put(p, NewRecord(*l, *rm, r.now()))
+		if r.opts.Verbose {
+			r.say("finished before", p, "")
+		}
+		return
+	}
 	d := Classify(Input{Local: l, Remote: rm, Record: rec})
 	o := planStep(d, r.opts.Mode, r.opts.Delete)
 	if o == stepConflict {

@@ -247,6 +247,11 @@ func (r *syncRun) copyFile(ctx context.Context, src sideID, from, to string, e, 
 	if err := r.unchangedSince(ctx, dst, to, old); err != nil {
 		return err
 	}
+	if r.opts.Store != nil {
+		if err := r.opts.Store.PutIntent(to, Intent{Upload: src == sideLocal, Src: SideOf(*e)}); err != nil {
+			return err
+		}
+	}
 	got, err := r.tg[dst].Write(ctx, to, r.opts.Progress.reader(rc), target.WriteOptions{ModTime: e.ModTime, Size: e.Size})
 	if err != nil {
 		return fmt.Errorf("%s: %w", verb, err)

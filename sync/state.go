@@ -22,7 +22,8 @@ import (
 //
 // Keys: "r" + parent path + NUL + name for records, so that the records of
 // one directory's children are one prefix scan (a NUL never occurs in a
-// valid name); "i" holds the two tree IDs the store belongs to.
+// valid name); "p" + parent + NUL + name for intents (intent.go); "i"
+// holds the two tree IDs the store belongs to.
 type Store struct {
 	db     *badger.DB
 	dir    string
@@ -279,10 +280,16 @@ func (s *Store) Get(p string) (rec Record, ok bool, err error) {
 }
 
 // Put stores the record of p at once, so that a run killed after this
-// transfer does not redo it.
+// transfer does not redo it, and clears p's intent.
 func (s *Store) Put(p string, rec Record) error {
 	v, _ := rec.MarshalBinary()
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(recordKey(p), v) }); err != nil {
+	err := s.db.Update(func(txn *badger.Txn) error {
+		if err := txn.Set(recordKey(p), v); err != nil {
+			return err
+		}
+		return txn.Delete(intentKey(p))
+	})
+	if err != nil {
 		return fmt.Errorf("state store %s: record %q: %w", s.dir, p, err)
 	}
 	return nil
@@ -304,13 +311,15 @@ func (s *Store) PutMany(recs map[string]Record) error {
 	return nil
 }
 
-// Delete drops the record of p and of everything below it.
+// Delete drops the record and intent of p and of everything below it.
 func (s *Store) Delete(p string) error {
 	err := s.db.Update(func(txn *badger.Txn) error {
-		if err := txn.Delete(recordKey(p)); err != nil {
-			return err
+		for _, k := range [][]byte{recordKey(p), intentKey(p)} {
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
 		}
-		for _, prefix := range [][]byte{childPrefix(p), []byte("r" + p + "/")} {
+		for _, prefix := range [][]byte{childPrefix(p), []byte("r" + p + "/"), []byte("p" + p + "\x00"), []byte("p" + p + "/")} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 			var keys [][]byte
 			for it.Rewind(); it.Valid(); it.Next() {
