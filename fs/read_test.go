@@ -56,6 +56,13 @@ func sampleTree() map[string][]byte {
 // checkTree walks the mount and compares it with the tree it was made from.
 func checkTree(t *testing.T, mnt string, files map[string][]byte) {
 	t.Helper()
+	checkTreeMode(t, mnt, files, 0o640)
+}
+
+// checkTreeMode is checkTree for a target that reports files with mode
+// perm (the embedded FTP server reports none, which shows as 0644).
+func checkTreeMode(t *testing.T, mnt string, files map[string][]byte, perm os.FileMode) {
+	t.Helper()
 	var got []string
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -71,8 +78,8 @@ func checkTree(t *testing.T, mnt string, files map[string][]byte) {
 			return err
 		}
 		want := files[rel]
-		if fi.Size() != int64(len(want)) || !fi.ModTime().Equal(mtime) || fi.Mode().Perm() != 0o640 {
-			t.Errorf("%s: size %d mtime %v mode %v; want %d, %v, 0640", rel, fi.Size(), fi.ModTime(), fi.Mode(), len(want), mtime)
+		if fi.Size() != int64(len(want)) || !fi.ModTime().Equal(mtime) || fi.Mode().Perm() != perm {
+			t.Errorf("%s: size %d mtime %v mode %v; want %d, %v, %v", rel, fi.Size(), fi.ModTime(), fi.Mode(), len(want), mtime, perm)
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
@@ -292,5 +299,35 @@ func TestRemoteChangeReachesKernel(t *testing.T) {
 			t.Fatalf("after a remote change the mount shows %q (%v), added: %v", got, err, aerr)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRangedReadTransfersLittle reads 4 KiB at 900 MiB of an uncached
+// 1 GiB file through the kernel and counts what crossed the target.
+func TestRangedReadTransfersLittle(t *testing.T) {
+	m := mount(t, mountOpts{})
+	f, err := os.Create(filepath.Join(m.serverDir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1 << 30)
+	f.WriteAt([]byte("needle"), 900<<20)
+	f.Close()
+	g, err := os.Open(filepath.Join(m.dir, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	_, err = g.ReadAt(buf, 900<<20)
+	g.Close()
+	if err != nil || string(buf[:6]) != "needle" {
+		t.Fatalf("ranged read: %q, %v", buf[:6], err)
+	}
+	m.close(t) // ends the transfer, so the count is final
+	if b := m.tgt.bytes.Load(); b > 6<<20 {
+		t.Fatalf("a 4 KiB read transferred %d bytes, want at most 6 MiB", b)
+	}
+	if o := m.tgt.opens.Load(); o != 1 {
+		t.Fatalf("%d transfers, want 1", o)
 	}
 }
