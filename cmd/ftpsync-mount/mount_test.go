@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -95,12 +97,77 @@ func TestMountForeground(t *testing.T) {
 	}
 }
 
-// TestMountDaemonAndUnmount runs the real binary as a user would.
-func TestMountDaemonAndUnmount(t *testing.T) {
+// buildBinary builds the command for tests that run it as a user would.
+func buildBinary(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "ftpsync-mount")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// TestMountForegroundSIGTERM runs the mount in the foreground, waits for
+// the line that says it is mounted, and stops it with SIGTERM.
+func TestMountForegroundSIGTERM(t *testing.T) {
+	bin := buildBinary(t)
+	srv := ftpdtest.Start(t)
+	os.WriteFile(filepath.Join(srv.Root, "f"), []byte("fg"), 0o644)
+	mnt := t.TempDir()
+	cmd := exec.Command(bin, "mount", "--cache-dir", t.TempDir(), srv.URL(), mnt)
+	cmd.Env = append(os.Environ(), "FTPSYNC_PASSWORD="+srv.Password)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	mounted := make(chan bool, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		found := false
+		for sc.Scan() {
+			if !found && strings.Contains(sc.Text(), "mounted ") {
+				found = true
+				mounted <- true
+			}
+		}
+		if !found {
+			mounted <- false
+		}
+	}()
+	select {
+	case ok := <-mounted:
+		if !ok {
+			t.Fatal("mount exited without mounting")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no mounted line after 10s")
+	}
+	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(got) != "fg" {
+		t.Fatalf("read: %q, %v", got, err)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("mount after SIGTERM: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("mount still running 10s after SIGTERM")
+	}
+	if ok, _ := isOurMount(mnt); ok {
+		t.Fatal("still mounted after SIGTERM")
+	}
+}
+
+// TestMountDaemonAndUnmount runs the real binary as a user would.
+func TestMountDaemonAndUnmount(t *testing.T) {
+	bin := buildBinary(t)
 	srv := ftpdtest.Start(t)
 	os.WriteFile(filepath.Join(srv.Root, "f"), []byte("daemon"), 0o644)
 	mnt, cacheDir := t.TempDir(), t.TempDir()
@@ -112,7 +179,12 @@ func TestMountDaemonAndUnmount(t *testing.T) {
 		err := cmd.Run()
 		return out.String(), err
 	}
-	out, err := run("mount", "--daemon", "--cache-dir", cacheDir, "--log-file", filepath.Join(t.TempDir(), "log"), srv.URL(), mnt)
+	// A mount that cannot become ready makes --daemon fail with the reason.
+	out, err := run("mount", "--daemon", "--cache-dir", t.TempDir(), srv.URL(), filepath.Join(mnt, "missing"))
+	if err == nil || !strings.Contains(out, "must be an existing directory") {
+		t.Fatalf("daemon mount on a missing directory: %v\n%s", err, out)
+	}
+	out, err = run("mount", "--daemon", "--cache-dir", cacheDir, "--log-file", filepath.Join(t.TempDir(), "log"), srv.URL(), mnt)
 	if err != nil {
 		t.Fatalf("mount --daemon: %v\n%s", err, out)
 	}
