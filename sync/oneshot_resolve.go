@@ -33,7 +33,10 @@ func (r *syncRun) resolve(ctx context.Context, p string, d Decision, l, rm *targ
 	if res == ResolveAsk {
 		res = ResolveSkip
 		if r.opts.Asker != nil && !r.opts.DryRun {
-			a, err := r.opts.Asker.Ask(ctx, p, d.Conflict, l, rm)
+			var a Resolution
+			var err error
+			// The progress line stays away while the user reads and types.
+			r.opts.Progress.above(func() { a, err = r.opts.Asker.Ask(ctx, p, d.Conflict, l, rm) })
 			if err != nil {
 				r.log.WithError(err).WithField("path", p).Warn("no answer; skipping the conflict")
 			} else {
