@@ -101,8 +101,9 @@ func (p *Progress) _clear() {
 	}
 }
 
-// above runs fn (which prints a line) with the progress line out of the
-// way, so that the two never interleave on a terminal.
+// above runs fn (which prints a line, or asks the user) with the progress
+// line out of the way and not redrawn until fn returns, so that the two
+// never interleave on a terminal.
 func (p *Progress) above(fn func()) {
 	if p == nil {
 		fn()
