@@ -41,7 +41,7 @@ func (r *syncRun) fail(ctx context.Context, p string, err error) {
 	if p == "" {
 		p = "/"
 	}
-	r.log.WithError(err).WithField("path", p).Error("failed")
+	r.log.WithError(err).WithField("path", p).Error("cannot sync this path; the next run tries again")
 }
 
 // skip reports a path left alone because of a conflict or problem.
