@@ -287,3 +287,17 @@ func (l *listThenEdit) List(ctx context.Context, dir string) ([]target.Entry, er
 	l.once.Do(l.edit)
 	return ents, err
 }
+
+func TestCaseClashFolders(t *testing.T) {
+	e := newSyncEnv(t)
+	writeAt(t, e.ldir, "Docs/a", "a", tA)
+	writeAt(t, e.rdir, "docs/b", "b", tA)
+	sum, out := e.mustRun(Options{Mode: ModeSync, Case: CaseLocal, DryRun: true})
+	if !strings.Contains(out, "would rename remote") || sum.FilesUp+sum.FilesDown != 0 {
+		t.Errorf("dry run: %+v\n%s", sum, out)
+	}
+	e.mustRun(Options{Mode: ModeSync, Case: CaseLocal})
+	checkTree(t, e.rdir, map[string]string{"Docs": "dir", "Docs/a": "a", "Docs/b": "b"})
+	e.sameTrees()
+	e.noop(Options{Mode: ModeSync})
+}
