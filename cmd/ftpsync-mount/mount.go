@@ -103,6 +103,10 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 		return err
 	}
 	defer tgt.Close()
+	// Badger creates its files with the umask's mode, also later ones (new
+	// value-log files); the cache holds the user's files and stays private.
+	// The mount process creates nothing else while it runs.
+	defer syscall.Umask(syscall.Umask(0o077))
 	dir := mf.cacheDir
 	if dir == "" {
 		dir = xdgDir("XDG_CACHE_HOME", ".cache", "ftpsync-mount", cacheName(tgt.ID()))

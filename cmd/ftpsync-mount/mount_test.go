@@ -192,6 +192,16 @@ func TestMountDaemonAndUnmount(t *testing.T) {
 	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(got) != "daemon" {
 		t.Fatalf("read: %q, %v", got, err)
 	}
+	// Everything in the cache is private to the user.
+	filepath.WalkDir(cacheDir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if fi, err := d.Info(); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			t.Errorf("%s has mode %v, want no access for group and others", p, fi.Mode().Perm())
+		}
+		return nil
+	})
 	// A second mount of the same cache fails, and says why.
 	out, err = run("mount", "--daemon", "--cache-dir", cacheDir, srv.URL(), t.TempDir())
 	if err == nil || !strings.Contains(out, "in use by another ftpsync-mount process") {
