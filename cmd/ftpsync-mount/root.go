@@ -56,6 +56,7 @@ Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 		newSyncCmd(g),
 		newUploadCmd(g),
 		newDownloadCmd(g),
+		newDemoCmd(g),
 	)
 	return root
 }
