@@ -20,6 +20,7 @@ var errTooLong = errors.New("source yields more bytes than announced")
 // countingReader feeds a STOR: it counts, refuses to go past a known size,
 // and keeps the source's own error apart from the server's.
 type countingReader struct {
+	ctx    context.Context // a cancelled upload stops at the next read
 	r      io.Reader
 	limit  int64 // WriteOptions.Size; negative: unknown
 	n      int64
@@ -28,6 +29,11 @@ type countingReader struct {
 }
 
 func (cr *countingReader) Read(p []byte) (int, error) {
+	// Closing the sockets on cancellation races with a transfer that fits
+	// in the socket buffers; refusing to read makes the outcome certain.
+	if err := cr.ctx.Err(); err != nil {
+		return 0, err
+	}
 	if cr.limit >= 0 {
 		if cr.n >= cr.limit {
 			var one [1]byte
@@ -111,7 +117,7 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 	var e target.Entry
 	stored := false
 	err = t.doRetry(ctx, "write", rel, again, func(c *conn) error {
-		cr = &countingReader{r: r, limit: opts.Size}
+		cr = &countingReader{ctx: ctx, r: r, limit: opts.Size}
 		stored = true
 		var err error
 		e, err = t.write(c, rel, tmp, cr, opts)
@@ -157,6 +163,8 @@ func (t *Target) write(c *conn, rel, tmp string, cr *countingReader, opts target
 func (t *Target) stor(c *conn, rel, abs string, cr *countingReader, opts target.WriteOptions) error {
 	err := c.sc.Stor(abs, cr)
 	switch {
+	case cr.ctx.Err() != nil:
+		return target.NewError("write", rel, nil, cr.ctx.Err())
 	case cr.srcErr != nil:
 		return target.NewError("write", rel, nil, fmt.Errorf("read the source: %w", cr.srcErr))
 	case cr.long:
@@ -231,7 +239,7 @@ func (t *Target) copyInPlace(c *conn, rel, tmpAbs string, cr *countingReader, op
 		}
 		src = spool
 	}
-	return t.storInPlace(c, rel, &countingReader{r: src, limit: opts.Size}, opts)
+	return t.storInPlace(c, rel, &countingReader{ctx: cr.ctx, r: src, limit: opts.Size}, opts)
 }
 
 // storInPlace stores straight under the final name, for servers that refuse
@@ -274,9 +282,11 @@ func (t *Target) Append(ctx context.Context, p string, r io.Reader) (target.Entr
 	var cr *countingReader
 	var e target.Entry
 	err = t.doRetry(ctx, "append", rel, func() bool { return cr == nil || cr.n == 0 }, func(c *conn) error {
-		cr = &countingReader{r: r, limit: -1}
+		cr = &countingReader{ctx: ctx, r: r, limit: -1}
 		err := c.sc.Append(t.abs(rel), cr)
 		switch {
+		case ctx.Err() != nil:
+			return target.NewError("append", rel, nil, ctx.Err())
 		case cr.srcErr != nil:
 			return target.NewError("append", rel, nil, fmt.Errorf("read the source: %w", cr.srcErr))
 		case err != nil && refused(err):
