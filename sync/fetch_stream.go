@@ -129,7 +129,7 @@ func (s *stream) finish(err error) {
 func (s *stream) run() {
 	defer s.f.wg.Done()
 	err := s.transfer()
-	if err != nil && !errors.Is(err, errStreamIdle) {
+	if err != nil && !errors.Is(err, errStreamIdle) && s.f.ctx.Err() == nil {
 		s.f.opts.Log.WithError(err).WithField("path", s.path).Warn("fetching file content failed")
 	}
 	s.finish(err)
@@ -143,19 +143,24 @@ func (s *stream) transfer() error {
 		return nil
 	}
 	// The watchdog bounds opening and every block's arrival; when it fires
-	// the transfer's context is cancelled and the reader closed, which
-	// unblocks a read from a stalled server.
-	var rc io.ReadCloser
+	// the transfer's context is cancelled. Cancelling (also by Close or
+	// stopIfPaused) closes the reader, which unblocks a read from a
+	// stalled server even if the target ignores the context mid-transfer.
 	var rcMu gosync.Mutex
+	var rc io.ReadCloser // set once Open returned
 	stalled := false
-	watchdog := time.AfterFunc(s.f.opts.Timeout, func() {
+	closeOnce := gosync.OnceFunc(func() {
 		rcMu.Lock()
 		defer rcMu.Unlock()
-		stalled = true
-		cancel()
 		if rc != nil {
 			rc.Close()
 		}
+	})
+	watchdog := time.AfterFunc(s.f.opts.Timeout, func() {
+		rcMu.Lock()
+		stalled = true
+		rcMu.Unlock()
+		cancel()
 	})
 	defer watchdog.Stop()
 	timedOut := func(err error) error {
@@ -174,7 +179,9 @@ func (s *stream) transfer() error {
 	rcMu.Lock()
 	rc = r
 	rcMu.Unlock()
-	defer r.Close()
+	defer closeOnce()
+	stopClose := context.AfterFunc(ctx, closeOnce)
+	defer stopClose()
 	s.f.opts.Log.WithFields(map[string]any{"path": s.path, "block": s.start}).Debug("transfer started")
 
 	// Blocks are handed to readers as they arrive and stored in the cache by
