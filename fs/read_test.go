@@ -23,6 +23,11 @@ var mtime = time.Date(2025, 6, 7, 8, 9, 10, 0, time.UTC)
 // writeTree creates files (path → content) under root with a fixed mtime.
 func writeTree(t *testing.T, root string, files map[string][]byte) {
 	t.Helper()
+	writeTreeAt(t, root, files, mtime)
+}
+
+func writeTreeAt(t *testing.T, root string, files map[string][]byte, mtime time.Time) {
+	t.Helper()
 	for p, data := range files {
 		full := filepath.Join(root, p)
 		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
@@ -63,6 +68,13 @@ func checkTree(t *testing.T, mnt string, files map[string][]byte) {
 // perm (the embedded FTP server reports none, which shows as 0644).
 func checkTreeMode(t *testing.T, mnt string, files map[string][]byte, perm os.FileMode) {
 	t.Helper()
+	checkTreeWith(t, mnt, files, mtime, perm, 0)
+}
+
+// checkTreeWith compares the mount with files written with mtime mt; perm 0
+// skips the mode check, prec > 0 compares times at that precision.
+func checkTreeWith(t *testing.T, mnt string, files map[string][]byte, mt time.Time, perm os.FileMode, prec time.Duration) {
+	t.Helper()
 	var got []string
 	err := filepath.WalkDir(mnt, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -78,8 +90,8 @@ func checkTreeMode(t *testing.T, mnt string, files map[string][]byte, perm os.Fi
 			return err
 		}
 		want := files[rel]
-		if fi.Size() != int64(len(want)) || !fi.ModTime().Equal(mtime) || fi.Mode().Perm() != perm {
-			t.Errorf("%s: size %d mtime %v mode %v; want %d, %v, %v", rel, fi.Size(), fi.ModTime(), fi.Mode(), len(want), mtime, perm)
+		if fi.Size() != int64(len(want)) || !fi.ModTime().Truncate(prec).Equal(mt.Truncate(prec)) || perm != 0 && fi.Mode().Perm() != perm {
+			t.Errorf("%s: size %d mtime %v mode %v; want %d, %v, %v", rel, fi.Size(), fi.ModTime(), fi.Mode(), len(want), mt, perm)
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {
