@@ -139,6 +139,8 @@ func runRealContract(t *testing.T, u, root, pw string, base Options) {
 			}
 			if root != "" {
 				dirs[tg] = filepath.Join(root, sub)
+				// Runs after the suite's Close (cleanups run last first).
+				t.Cleanup(func() { os.RemoveAll(filepath.Join(root, sub)) })
 			}
 			return tg
 		},
