@@ -77,6 +77,8 @@ type testMount struct {
 	tgt       *switchTarget
 	cache     *cache.Cache
 	lister    *sync.Lister
+	notifier  *Notifier
+	sent      chan struct{} // receives after each batch of kernel notifications
 	server    *fuse.Server
 	log       *logrus.Logger
 	unmounted bool
@@ -114,6 +116,8 @@ func mount(t *testing.T, o mountOpts) *testMount {
 	}
 	m.cache = c
 	notifier := NewNotifier(log)
+	m.notifier, m.sent = notifier, make(chan struct{}, 100)
+	notifier.sent = func() { m.sent <- struct{}{} }
 	fetcher, err := sync.NewFetcher(sync.FetchOptions{Target: m.tgt, Cache: c, Log: log, Timeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

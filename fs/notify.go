@@ -24,6 +24,10 @@ type Notifier struct {
 
 	wake chan struct{} // capacity 1: pending grew or closed was set
 	done chan struct{} // closed when the sending goroutine ends
+
+	// sent, if set before the first change, is called after each batch has
+	// gone to the kernel; tests wait on it instead of polling.
+	sent func()
 }
 
 // NewNotifier starts the sending goroutine; Close stops it.
@@ -102,6 +106,9 @@ func (n *Notifier) loop() {
 			if in != nil {
 				in.NotifyContent(0, 0)
 			}
+		}
+		if n.sent != nil {
+			n.sent()
 		}
 	}
 }
