@@ -235,10 +235,15 @@ func (c *Cache) Usage() (Usage, error) {
 }
 
 // badgerLogger passes Badger's messages to our logger, one level down for
-// its informational chatter (compactions, table flushes).
+// its informational chatter (compactions, table flushes) and its per-write
+// debug lines (trace, when the logger supports it).
 type badgerLogger struct{ log logrus.FieldLogger }
 
 func (l badgerLogger) Errorf(f string, a ...any)   { l.log.Errorf("badger: "+f, a...) }
 func (l badgerLogger) Warningf(f string, a ...any) { l.log.Warnf("badger: "+f, a...) }
 func (l badgerLogger) Infof(f string, a ...any)    { l.log.Debugf("badger: "+f, a...) }
-func (l badgerLogger) Debugf(f string, a ...any)   { l.log.Debugf("badger: "+f, a...) }
+func (l badgerLogger) Debugf(f string, a ...any) {
+	if t, ok := l.log.(interface{ Tracef(string, ...any) }); ok {
+		t.Tracef("badger: "+f, a...)
+	}
+}
