@@ -38,6 +38,12 @@ type mountFlags struct {
 	readOnly     bool
 	allowOther   bool
 	daemon       bool
+
+	// logToCache sends the log to mount.log in the cache directory: set for
+	// the --daemon child when no --log-file was given, whose standard error
+	// goes nowhere. logPath is then that file.
+	logToCache bool
+	logPath    string
 }
 
 func newMountCmd(g *globalOptions) *cobra.Command {
@@ -62,7 +68,8 @@ Writing is not supported yet: the mount is read-only and writes fail with
 			if err != nil {
 				return err
 			}
-			err = runMount(cmd.Context(), g, mf, args[0], args[1], func() { ready.ok() })
+			mf.logToCache = ready.f != nil && g.logFile == ""
+			err = runMount(cmd.Context(), g, mf, args[0], args[1], func() { ready.ok(mf.logPath) })
 			if err != nil {
 				ready.fail(err)
 			}
@@ -116,6 +123,15 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 		return err
 	}
 	defer c.Close()
+	if mf.logToCache {
+		mf.logPath = filepath.Join(dir, "mount.log")
+		f, err := os.OpenFile(mf.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("open the log %s: %w", mf.logPath, err)
+		}
+		g.log.SetOutput(f)
+		g.logOut = f
+	}
 	notifier := fs.NewNotifier(g.log)
 	defer notifier.Close()
 	fetcher, err := sync.NewFetcher(sync.FetchOptions{Target: tgt, Cache: c, Log: g.log, Timeout: mf.target.timeout})
@@ -257,9 +273,10 @@ func readyPipe() (*readiness, error) {
 	return &readiness{f: os.NewFile(uintptr(fd), "ready")}, nil
 }
 
-func (r *readiness) ok() {
+// ok reports the mount ready, and where the daemon logs (if it chose).
+func (r *readiness) ok(logPath string) {
 	if r.f != nil {
-		fmt.Fprintln(r.f, "ok")
+		fmt.Fprintln(r.f, strings.TrimSpace("ok "+logPath))
 		r.f.Close()
 		r.f = nil
 	}
@@ -303,8 +320,11 @@ func startDaemon(cmd *cobra.Command, args []string) error {
 	w.Close()
 	line, _ := bufio.NewReader(r).ReadString('\n')
 	line = strings.TrimSpace(line)
-	if line == "ok" {
+	if logPath, ok := strings.CutPrefix(line, "ok"); ok && (logPath == "" || logPath[0] == ' ') {
 		fmt.Fprintf(cmd.OutOrStdout(), "mounted %s on %s (pid %d)\n", args[0], args[1], child.Process.Pid)
+		if logPath = strings.TrimSpace(logPath); logPath != "" {
+			fmt.Fprintf(cmd.OutOrStdout(), "log: %s\n", logPath)
+		}
 		child.Process.Release()
 		return nil
 	}

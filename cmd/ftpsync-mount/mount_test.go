@@ -184,9 +184,16 @@ func TestMountDaemonAndUnmount(t *testing.T) {
 	if err == nil || !strings.Contains(out, "must be an existing directory") {
 		t.Fatalf("daemon mount on a missing directory: %v\n%s", err, out)
 	}
-	out, err = run("mount", "--daemon", "--cache-dir", cacheDir, "--log-file", filepath.Join(t.TempDir(), "log"), srv.URL(), mnt)
+	out, err = run("mount", "--daemon", "--cache-dir", cacheDir, srv.URL(), mnt)
 	if err != nil {
 		t.Fatalf("mount --daemon: %v\n%s", err, out)
+	}
+	logPath := filepath.Join(cacheDir, "mount.log")
+	if !strings.Contains(out, "log: "+logPath) {
+		t.Fatalf("mount --daemon does not say where it logs:\n%s", out)
+	}
+	if data, err := os.ReadFile(logPath); err != nil || !strings.Contains(string(data), "mounted ") {
+		t.Fatalf("daemon log %s: %q, %v", logPath, data, err)
 	}
 	t.Cleanup(func() { run("unmount", mnt) })
 	if got, err := os.ReadFile(filepath.Join(mnt, "f")); err != nil || string(got) != "daemon" {
