@@ -11,9 +11,11 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/sirupsen/logrus"
 	server "goftp.io/server/v2"
@@ -25,9 +27,9 @@ type Options struct {
 	Addr     string // listen address, "127.0.0.1:0" picks a free port
 	User     string // the one account
 	Password string
-	// TLS, when set, offers explicit AUTH TLS (or implicit TLS if Implicit).
-	TLS      *tls.Config
-	Implicit bool
+	// TLS, when set, offers explicit AUTH TLS. (goftp's implicit TLS never
+	// marks a session as secure, so PROT P fails; it is not offered.)
+	TLS *tls.Config
 	// PassivePorts is a range "from-to"; empty picks from 30000-40000.
 	PassivePorts string
 	Log          logrus.FieldLogger
@@ -36,7 +38,6 @@ type Options struct {
 // Server is a running embedded FTP server.
 type Server struct {
 	srv  *server.Server
-	ln   net.Listener
 	addr string
 	done chan struct{}
 	err  error // set before done is closed
@@ -93,7 +94,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.TLS != nil {
 		so.TLS = true
 		so.TLSConfig = opts.TLS
-		so.ExplicitFTPS = !opts.Implicit
+		so.ExplicitFTPS = true
 	}
 	srv, err := server.NewServer(so)
 	if err != nil {
@@ -103,19 +104,57 @@ func Start(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("serve: listen on %s: %w", opts.Addr, err)
 	}
-	if opts.TLS != nil && opts.Implicit {
-		ln = tls.NewListener(ln, opts.TLS)
-	}
-	s := &Server{srv: srv, ln: ln, addr: ln.Addr().String(), done: make(chan struct{})}
-	go func() {
-		err := srv.Serve(ln)
-		if errors.Is(err, server.ErrServerClosed) {
-			err = nil
+	if opts.TLS != nil {
+		if err := armTLS(srv, opts.TLS); err != nil {
+			ln.Close()
+			return nil, err
 		}
-		s.err = err
-		close(s.done)
-	}()
+	}
+	rl := &readyListener{Listener: ln, ready: make(chan struct{})}
+	s := &Server{srv: srv, addr: ln.Addr().String(), done: make(chan struct{})}
+	go func() { s.finish(srv.Serve(rl)) }()
+	select {
+	case <-rl.ready:
+	case <-s.done:
+		return nil, fmt.Errorf("serve: %w", s.err)
+	}
 	return s, nil
+}
+
+// finish records why Serve returned.
+func (s *Server) finish(err error) {
+	if errors.Is(err, server.ErrServerClosed) {
+		err = nil
+	}
+	s.err = err
+	close(s.done)
+}
+
+// armTLS sets goftp's unexported TLS configuration, which AUTH TLS and
+// PROT P data channels read. goftp fills it only inside ListenAndServe, which
+// owns its listener, cannot pick a free port and races with Shutdown; Serve
+// on our own listener is what tests need. The pinned goftp version is the
+// one this was written against; TestServerTLS fails if the field moves.
+func armTLS(srv *server.Server, cfg *tls.Config) error {
+	f := reflect.ValueOf(srv).Elem().FieldByName("tlsConfig")
+	if !f.IsValid() || f.Type() != reflect.TypeOf(cfg) {
+		return errors.New("serve: this goftp version has no tlsConfig field; TLS is unavailable")
+	}
+	reflect.NewAt(f.Type(), unsafe.Pointer(f.UnsafeAddr())).Elem().Set(reflect.ValueOf(cfg))
+	return nil
+}
+
+// readyListener reports the first Accept: by then Serve has set up what
+// Shutdown reads, so Close after Start never races with it.
+type readyListener struct {
+	net.Listener
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (l *readyListener) Accept() (net.Conn, error) {
+	l.once.Do(func() { close(l.ready) })
+	return l.Listener.Accept()
 }
 
 // Addr is the address the server listens on (host:port).
