@@ -19,6 +19,7 @@ func workloads() []workload {
 		{2, "target-read-1GiB", benchTargetRead},
 		{2, "target-list-gosrc", benchTargetList},
 		{2, "target-upload-1000", benchTargetUpload},
+		{6, "oneshot-upload-gosrc", benchOneshotUpload},
 	}
 }
 
