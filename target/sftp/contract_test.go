@@ -1,0 +1,122 @@
+package sftp
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
+)
+
+// roots maps each target to the folder on disk that backs it.
+type roots struct {
+	mu sync.Mutex // protects m
+	m  map[target.Target]string
+}
+
+func (r *roots) set(tg target.Target, dir string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[target.Target]string{}
+	}
+	r.m[tg] = dir
+}
+
+func (r *roots) get(_ *testing.T, tg target.Target) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.m[tg]
+}
+
+// TestContractInProcess runs the target contract against pkg/sftp's server
+// behind an SSH server in this process, logging in with the password.
+func TestContractInProcess(t *testing.T) {
+	isolate(t)
+	srv := startServer(t)
+	var dirs roots
+	targettest.Run(t, targettest.Harness{
+		New: func(t *testing.T) target.Target {
+			sub := srv.freshDir(t)
+			tg, err := New(t.Context(), Options{URL: srv.URL(sub), Password: srv.Password,
+				KnownHostsFile: srv.KnownHosts, Log: testLog(t), Timeout: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			dirs.set(tg, filepath.Join(srv.Root, sub))
+			return tg
+		},
+		Root: dirs.get,
+	})
+}
+
+// realSSHD is what scripts/test-servers.sh exports for its private sshd.
+type realSSHD struct {
+	url, root, key, knownHosts, password string
+}
+
+// sshdEnv reads the variables of the script's sshd. Without them the test
+// skips, except in CI, where a missing server is a failure.
+func sshdEnv(t *testing.T) realSSHD {
+	t.Helper()
+	s := realSSHD{
+		url:        os.Getenv("FTPSYNC_TEST_SFTP_URL"),
+		root:       os.Getenv("FTPSYNC_TEST_SFTP_ROOT"),
+		key:        os.Getenv("FTPSYNC_TEST_SFTP_KEY"),
+		knownHosts: os.Getenv("FTPSYNC_TEST_SFTP_KNOWN_HOSTS"),
+		password:   os.Getenv("FTPSYNC_TEST_PASSWORD"),
+	}
+	if s.url == "" || s.key == "" || s.knownHosts == "" || s.password == "" {
+		const vars = "FTPSYNC_TEST_SFTP_URL, _KEY, _KNOWN_HOSTS and FTPSYNC_TEST_PASSWORD"
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s not set: a missing server is a failure in CI (run scripts/test-servers.sh up, then eval \"$(scripts/test-servers.sh env)\")", vars)
+		}
+		t.Skipf("%s not set; start the servers with scripts/test-servers.sh up", vars)
+	}
+	s.url = strings.TrimSuffix(s.url, "/")
+	return s
+}
+
+// TestContractOpenSSH runs the contract against Debian's OpenSSH server
+// started by scripts/test-servers.sh, logging in with the generated key,
+// each case in a fresh folder made through the server (so that the test
+// user owns it).
+func TestContractOpenSSH(t *testing.T) {
+	isolate(t)
+	s := sshdEnv(t)
+	var dirs roots
+	targettest.Run(t, targettest.Harness{
+		New: func(t *testing.T) target.Target {
+			opts := Options{URL: s.url, IdentityFile: s.key, KnownHostsFile: s.knownHosts,
+				Log: testLog(t), Timeout: 20 * time.Second}
+			top, err := New(t.Context(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer top.Close()
+			var b [4]byte
+			_, _ = rand.Read(b[:])
+			sub := "case-" + hex.EncodeToString(b[:])
+			if err := top.Mkdir(t.Context(), sub); err != nil {
+				t.Fatal(err)
+			}
+			opts.URL = s.url + "/" + sub
+			tg, err := New(t.Context(), opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.root != "" {
+				dirs.set(tg, filepath.Join(s.root, sub))
+			}
+			return tg
+		},
+		Root:  dirs.get,
+		Large: true,
+	})
+}
