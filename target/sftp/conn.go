@@ -23,7 +23,7 @@ type client = sftp.Client
 // link is one SSH connection and the SFTP sessions opened on it.
 type link struct {
 	ssh      *ssh.Client
-	sessions []*client    // read only after dial
+	sessions []*client     // read only after dial
 	next     atomic.Uint32 // round-robin over sessions
 	dead     chan struct{} // closed once the SSH connection has ended
 }
