@@ -105,7 +105,7 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	tgt, err := openTarget(ctx, g, &mf.target, remote)
+	tgt, err := openTargetOrOffline(ctx, g, mf, remote)
 	if err != nil {
 		return err
 	}

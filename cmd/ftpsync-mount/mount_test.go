@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -51,6 +52,63 @@ func quietGlobal() *globalOptions {
 		l.SetOutput(os.Stderr)
 	}
 	return &globalOptions{log: l}
+}
+
+// mountInProcess runs runMount until the returned stop is called.
+func mountInProcess(t *testing.T, mf *mountFlags, remote, mnt string) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan struct{})
+	done := make(chan error, 1)
+	go func() { done <- runMount(ctx, quietGlobal(), mf, remote, mnt, func() { close(ready) }) }()
+	select {
+	case <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("mount failed: %v", err)
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("mount not ready after 10s")
+	}
+	return func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("unmount: %v", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Error("unmount did not finish within 10s")
+		}
+	}
+}
+
+// TestMountOfflineWithWarmCache mounts a cache while its server is down:
+// what was cached is there, the rest fails with EIO.
+func TestMountOfflineWithWarmCache(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	t.Setenv("FTPSYNC_PASSWORD", srv.Password)
+	os.WriteFile(filepath.Join(srv.Root, "read"), []byte("cached"), 0o644)
+	os.WriteFile(filepath.Join(srv.Root, "unread"), []byte("not cached"), 0o644)
+	mnt := t.TempDir()
+	mf := &mountFlags{cacheDir: t.TempDir(), cacheMaxSize: "0", dirCacheTime: time.Minute}
+	mf.target.connections, mf.target.timeout = 2, 2*time.Second
+
+	stop := mountInProcess(t, mf, srv.URL(), mnt)
+	if got, err := os.ReadFile(filepath.Join(mnt, "read")); err != nil || string(got) != "cached" {
+		t.Fatalf("read: %q, %v", got, err)
+	}
+	stop()
+	srv.Close()
+
+	stop = mountInProcess(t, mf, srv.URL(), mnt)
+	defer stop()
+	if got, err := os.ReadFile(filepath.Join(mnt, "read")); err != nil || string(got) != "cached" {
+		t.Fatalf("cached read with the server down: %q, %v", got, err)
+	}
+	if _, err := os.ReadFile(filepath.Join(mnt, "unread")); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("uncached read with the server down: %v, want EIO", err)
+	}
 }
 
 // TestMountForeground mounts the embedded server in-process, reads through
