@@ -9,7 +9,7 @@ import (
 )
 
 func main() {
-	os.Exit(run(os.Args[1:]))
+	os.Exit(run(helperArgs(os.Args)))
 }
 
 // run executes the command line and returns the process exit status.

@@ -48,15 +48,20 @@ Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{msg: err.Error()}
 	})
+	addConfigFlag(root)
 	root.AddCommand(
 		newVersionCmd(),
 		newServeCmd(g),
-		newMountCmd(g),
+		withNamedRemote(newMountCmd(g), 0),
 		newUnmountCmd(g),
-		newSyncCmd(g),
-		newUploadCmd(g),
-		newDownloadCmd(g),
+		withNamedRemote(newSyncCmd(g), 1),
+		withNamedRemote(newUploadCmd(g), 1),
+		withNamedRemote(newDownloadCmd(g), 1),
 		newDemoCmd(g),
+		newRunCmd(g),
+		newMountHelperCmd(),
+		newCompletionCmd(),
+		newManCmd(),
 	)
 	return root
 }
