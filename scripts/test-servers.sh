@@ -5,8 +5,14 @@
 #                            MLSD, MFMT, passive ports 30000-30099
 #   vsftpd   127.0.0.1:2141  plain FTP, LIST only (no MLSD), MDTM with a time sets the mtime,
 #                            passive ports 30100-30199
+#   sshd     127.0.0.1:2151  OpenSSH, SFTP only (internal-sftp), password or key login; a private
+#                            instance with its own sshd_config and host key in the state dir, which
+#                            leaves a system sshd (port 22, /etc/ssh) alone
 #
-# Both chroot one throwaway system user (ftpsynctest, no login shell) into its own folder on disk.
+# The FTP servers chroot one throwaway system user (ftpsynctest, no login shell) into its own folder
+# on disk; sshd lets it see the whole disk and the tests use its folder by absolute path. For sshd
+# the state dir also holds a client key pair authorized for that user and a known_hosts file for the
+# private host key.
 # The password is generated once into the state dir (mode 0600); the TLS CA and server certificate
 # are generated there too. All state lives under $FTPSYNC_SERVERS_DIR (default: <repo>/.servers).
 # vsftpd conflicts with proftpd as a Debian package, so it is unpacked with apt-get download + dpkg -x
@@ -30,12 +36,15 @@ proftpd_pasv="30000 30099"
 vsftpd_port=2141
 vsftpd_pasv_min=30100
 vsftpd_pasv_max=30199
+sshd_port=2151
+sshd_bin=/usr/sbin/sshd
 ready_timeout=15 # seconds each server gets to answer a login after start
 
 pro=$state/proftpd
 vs=$state/vsftpd
 vsroot=$state/vsftpd-root # the unpacked vsftpd package
 tls=$state/tls
+sshd_dir=$state/sshd
 
 log() { echo "test-servers: $*" >&2; }
 die() {
@@ -70,6 +79,9 @@ install_packages() {
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v pgrep >/dev/null || missing+=(procps)
+	# Its postinst may start the system's sshd on port 22 where services can start (not in a
+	# container whose policy-rc.d forbids it); ours runs beside it either way.
+	[[ -x $sshd_bin ]] || missing+=(openssh-server)
 	if ((${#missing[@]})); then
 		apt_install "${missing[@]}"
 	fi
@@ -150,6 +162,55 @@ ensure_root_dir() {
 	chmod 0755 "$1"
 }
 
+# ensure_sshd_keys makes the private host key, the client key pair (authorized for the test user)
+# and the known_hosts file naming the host key, once.
+ensure_sshd_keys() {
+	mkdir -p "$sshd_dir"
+	chmod 0755 "$sshd_dir"
+	if [[ ! -s $sshd_dir/host_ed25519_key ]]; then
+		log "generating the sshd host key and a client key pair in $sshd_dir"
+		ssh-keygen -q -t ed25519 -N "" -C "ftpsync-mount test sshd" -f "$sshd_dir/host_ed25519_key"
+	fi
+	if [[ ! -s $sshd_dir/client_key ]]; then
+		ssh-keygen -q -t ed25519 -N "" -C "$ftp_user@ftpsync-mount-tests" -f "$sshd_dir/client_key"
+	fi
+	cp "$sshd_dir/client_key.pub" "$sshd_dir/authorized_keys"
+	echo "[$host]:$sshd_port $(cut -d' ' -f1-2 "$sshd_dir/host_ed25519_key.pub")" >"$sshd_dir/known_hosts"
+	chmod 0644 "$sshd_dir/authorized_keys" "$sshd_dir/known_hosts"
+}
+
+write_sshd_conf() {
+	ensure_root_dir "$sshd_dir/root"
+	# sshd insists on its privilege separation folder, the same one a system sshd uses.
+	mkdir -p /run/sshd
+	chmod 0755 /run/sshd
+	# No PAM: the password is checked against the shadow file directly. StrictModes is off because
+	# the state dir may sit below folders others can write to.
+	cat >"$sshd_dir/sshd_config" <<EOF
+ListenAddress $host:$sshd_port
+HostKey $sshd_dir/host_ed25519_key
+PidFile none
+AllowUsers $ftp_user
+PermitRootLogin no
+UsePAM no
+PasswordAuthentication yes
+KbdInteractiveAuthentication no
+PubkeyAuthentication yes
+AuthorizedKeysFile $sshd_dir/authorized_keys
+StrictModes no
+Subsystem sftp internal-sftp
+ForceCommand internal-sftp
+AllowTcpForwarding no
+AllowAgentForwarding no
+X11Forwarding no
+PermitTTY no
+MaxSessions 20
+LogLevel VERBOSE
+EOF
+	"$sshd_bin" -t -f "$sshd_dir/sshd_config" >"$sshd_dir/configtest.log" 2>&1 ||
+		die "sshd rejects $sshd_dir/sshd_config: $(tail -n 20 "$sshd_dir/configtest.log")"
+}
+
 write_proftpd_conf() {
 	mkdir -p "$pro"
 	ensure_root_dir "$pro/root"
@@ -177,6 +238,7 @@ server_binary() {
 	case $1 in
 	proftpd) command -v proftpd ;;
 	vsftpd) echo "$vsroot/usr/sbin/vsftpd" ;;
+	sshd) echo "$sshd_bin" ;;
 	esac
 }
 
@@ -194,9 +256,17 @@ running() {
 	echo "$pid"
 }
 
-# probe logs in and lists the root; curl exits 0 only on a full, successful exchange.
+# probe NAME PORT logs in and lists the root; curl (and sftp in batch mode, with the client key and
+# only our known_hosts) exits 0 only on a full, successful exchange.
 probe() {
-	curl -s -o /dev/null --max-time 3 --user "$ftp_user:$(cat "$state/password")" "ftp://$host:$1/"
+	if [[ $1 == sshd ]]; then
+		echo ls | timeout 5 sftp -q -b - -F /dev/null -P "$2" -i "$sshd_dir/client_key" \
+			-o BatchMode=yes -o ConnectTimeout=3 -o StrictHostKeyChecking=yes \
+			-o UserKnownHostsFile="$sshd_dir/known_hosts" -o GlobalKnownHostsFile=/dev/null \
+			"$ftp_user@$host" >/dev/null 2>&1
+		return
+	fi
+	curl -s -o /dev/null --max-time 3 --user "$ftp_user:$(cat "$state/password")" "ftp://$host:$2/"
 }
 
 # wait_ready NAME PORT LOG PID waits for the server just started as PID to answer a login.
@@ -205,7 +275,7 @@ wait_ready() {
 	local name=$1 port=$2 logfile=$3 pid=$4 deadline=$((SECONDS + ready_timeout))
 	while ((SECONDS < deadline)); do
 		kill -0 "$pid" 2>/dev/null || break
-		probe "$port" && running "$name" >/dev/null && return 0
+		probe "$name" "$port" && running "$name" >/dev/null && return 0
 		sleep 0.2 # a server gives no readiness signal; a bounded login probe is the check
 	done
 	if kill -0 "$pid" 2>/dev/null; then
@@ -226,7 +296,7 @@ port_free() {
 }
 
 start_proftpd() {
-	if running proftpd >/dev/null && probe "$proftpd_port"; then
+	if running proftpd >/dev/null && probe proftpd "$proftpd_port"; then
 		log "proftpd already running on $host:$proftpd_port"
 		return 0
 	fi
@@ -242,7 +312,7 @@ start_proftpd() {
 }
 
 start_vsftpd() {
-	if running vsftpd >/dev/null && probe "$vsftpd_port"; then
+	if running vsftpd >/dev/null && probe vsftpd "$vsftpd_port"; then
 		log "vsftpd already running on $host:$vsftpd_port"
 		return 0
 	fi
@@ -256,6 +326,22 @@ start_vsftpd() {
 		0>>"$vs/stderr.log" >&0 2>&0 &
 	echo $! >"$vs/vsftpd.pid"
 	wait_ready vsftpd "$vsftpd_port" "$vs/vsftpd.log" $!
+}
+
+start_sshd() {
+	ensure_sshd_keys
+	if running sshd >/dev/null && probe sshd "$sshd_port"; then
+		log "sshd already running on $host:$sshd_port"
+		return 0
+	fi
+	stop sshd
+	port_free sshd "$sshd_port"
+	write_sshd_conf
+	log "starting sshd on $host:$sshd_port"
+	# -D keeps it in the foreground under setsid, -e logs to stderr; sshd wants its absolute path.
+	setsid "$sshd_bin" -D -e -f "$sshd_dir/sshd_config" >>"$sshd_dir/stderr.log" 2>&1 </dev/null &
+	echo $! >"$sshd_dir/sshd.pid"
+	wait_ready sshd "$sshd_port" "$sshd_dir/stderr.log" $!
 }
 
 # group_alive PGID succeeds while a process of that group is alive (zombies do not count: where
@@ -278,6 +364,13 @@ stop() {
 		return 0
 	}
 	log "stopping $name (process group $pid)"
+	if [[ $name == sshd ]]; then
+		# Each connection's sshd calls setsid, leaving our group: end those sessions by parent.
+		local child
+		for child in $(pgrep -P "$pid"); do
+			kill -TERM -- "-$child" 2>/dev/null || kill -TERM "$child" 2>/dev/null || true
+		done
+	fi
 	kill -TERM -- "-$pid" 2>/dev/null || true
 	for ((i = 0; i < 50; i++)); do
 		group_alive "$pid" || break
@@ -303,6 +396,13 @@ print_env() {
 		printf 'export FTPSYNC_TEST_VSFTPD_URL=%q\n' "ftp://$ftp_user@$host:$vsftpd_port/"
 		printf 'export FTPSYNC_TEST_VSFTPD_ROOT=%q\n' "$vs/root"
 	fi
+	if running sshd >/dev/null; then
+		any=1
+		printf 'export FTPSYNC_TEST_SFTP_URL=%q\n' "sftp://$ftp_user@$host:$sshd_port$sshd_dir/root"
+		printf 'export FTPSYNC_TEST_SFTP_ROOT=%q\n' "$sshd_dir/root"
+		printf 'export FTPSYNC_TEST_SFTP_KEY=%q\n' "$sshd_dir/client_key"
+		printf 'export FTPSYNC_TEST_SFTP_KNOWN_HOSTS=%q\n' "$sshd_dir/known_hosts"
+	fi
 	if [[ -n $any ]]; then
 		printf 'export FTPSYNC_TEST_PASSWORD=%q\n' "$(cat "$state/password")"
 		printf 'export FTPSYNC_TEST_UID=%q\n' "$(id -u "$ftp_user")"
@@ -314,7 +414,7 @@ print_env() {
 
 print_status() {
 	local name pid
-	for name in proftpd vsftpd; do
+	for name in proftpd vsftpd sshd; do
 		if pid=$(running "$name"); then
 			echo "$name: running, pid $pid"
 		else
@@ -330,17 +430,20 @@ up)
 	# dir) or another program holds a port.
 	running proftpd >/dev/null || port_free proftpd "$proftpd_port"
 	running vsftpd >/dev/null || port_free vsftpd "$vsftpd_port"
+	running sshd >/dev/null || port_free sshd "$sshd_port"
 	install_packages
 	ensure_user
 	ensure_tls
 	start_proftpd
 	start_vsftpd
-	log "both servers answer; use: eval \"\$($0 env)\""
+	start_sshd
+	log "all servers answer; use: eval \"\$($0 env)\""
 	;;
 down)
 	need_root
 	stop proftpd
 	stop vsftpd
+	stop sshd
 	;;
 env) print_env ;;
 status) print_status ;;
