@@ -13,6 +13,7 @@ import (
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 	"github.com/ftpsync-mount/ftpsync-mount/target/ftp"
 	"github.com/ftpsync-mount/ftpsync-mount/target/local"
+	"github.com/ftpsync-mount/ftpsync-mount/target/sftp"
 )
 
 // targetFlags are the flags of every command that opens a remote side.
@@ -22,6 +23,8 @@ type targetFlags struct {
 	insecure     bool
 	caFile       string
 	timeout      time.Duration
+	identity     string // sftp:// only
+	knownHosts   string // sftp:// only
 }
 
 func (t *targetFlags) register(fs *pflag.FlagSet) {
@@ -30,6 +33,8 @@ func (t *targetFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&t.insecure, "insecure-skip-verify", false, "accept any TLS certificate (unsafe: anyone on the path can read the password)")
 	fs.StringVar(&t.caFile, "ca-file", "", "trust the TLS certificates signed by the CA in this PEM file")
 	fs.DurationVar(&t.timeout, "timeout", 30*time.Second, "give up on a server that does not answer for this long")
+	fs.StringVar(&t.identity, "identity", "", "sftp://: log in with this private key file (default: ssh-agent, ~/.ssh/id_ed25519, id_ecdsa, id_rsa)")
+	fs.StringVar(&t.knownHosts, "known-hosts", "", "sftp://: check the server's host key against this file (default ~/.ssh/known_hosts)")
 }
 
 // isRemoteSpec tells URLs from local paths: anything with a scheme is a URL
@@ -48,8 +53,8 @@ func isRemoteSpec(spec string) bool {
 	return !strings.ContainsRune(scheme, '/')
 }
 
-// openTarget opens one side given on the command line: a local folder or an
-// ftp://, ftps:// or ftpes:// URL.
+// openTarget opens one side given on the command line: a local folder, an
+// ftp://, ftps:// or ftpes:// URL, or an sftp:// URL.
 func openTarget(ctx context.Context, g *globalOptions, t *targetFlags, spec string) (target.Target, error) {
 	if spec == "" {
 		return nil, &usageError{msg: "empty folder or URL"}
@@ -63,6 +68,14 @@ func openTarget(ctx context.Context, g *globalOptions, t *targetFlags, spec stri
 	}
 	if t.connections < 1 {
 		return nil, &usageError{msg: fmt.Sprintf("--connections %d: must be at least 1", t.connections)}
+	}
+	if strings.HasPrefix(strings.ToLower(spec), "sftp:") {
+		tg, err := sftp.New(ctx, sftp.Options{URL: spec, PasswordFile: t.passwordFile, IdentityFile: t.identity,
+			KnownHostsFile: t.knownHosts, Connections: t.connections, Timeout: t.timeout, Log: g.log})
+		if err != nil {
+			return nil, err
+		}
+		return tg, nil
 	}
 	if t.insecure {
 		g.log.Warn("--insecure-skip-verify: TLS certificates are not checked; the password and data can be intercepted")

@@ -30,8 +30,8 @@ var errNoPassword = errors.New("no key was accepted and no password is set: give
 // hostKeyError is what the host key check records, so that New can explain
 // it instead of showing the handshake's generic error.
 type hostKeyError struct {
-	host, port string
-	key        ssh.PublicKey
+	user, host, port string
+	key              ssh.PublicKey
 	files      []string
 	known      []knownhosts.KnownKey // non-empty: the host is known with other keys
 }
@@ -49,14 +49,14 @@ func (e *hostKeyError) Error() string {
 			"then remove the old line (ssh-keygen -R %s) and accept the new key", e.host, algo, fp,
 			strings.Join(lines, ", "), knownHostsName(e.host, e.port))
 	}
-	scan := "ssh-keyscan"
+	portFlag := ""
 	if e.port != defaultPort {
-		scan += " -p " + e.port
+		portFlag = " -p " + e.port
 	}
 	return fmt.Sprintf("unknown host %s: its %s key has fingerprint %s, which is in none of %s. "+
-		"If that is the server's key (ask its administrator), accept it with `ssh -p %s USER@%s` once, "+
-		"or `%s %s >> ~/.ssh/known_hosts`, or give --known-hosts FILE",
-		knownHostsName(e.host, e.port), algo, fp, strings.Join(e.files, ", "), e.port, e.host, scan, e.host)
+		"If that is the server's key (ask its administrator), accept it by logging in once with `ssh%s %s@%s`, "+
+		"or add it with `ssh-keyscan%s %s >> ~/.ssh/known_hosts`, or give --known-hosts FILE",
+		knownHostsName(e.host, e.port), algo, fp, strings.Join(e.files, ", "), portFlag, e.user, e.host, portFlag, e.host)
 }
 
 // knownHostsName is how known_hosts names a host: "[host]:port" off port 22.
@@ -114,7 +114,7 @@ func newHostKeyChecker(file string) (*hostKeyChecker, error) {
 func (c *hostKeyChecker) callback(ep Endpoint, refused **hostKeyError) ssh.HostKeyCallback {
 	host, port := ep.hostName()
 	return func(hostname string, remote net.Addr, key ssh.PublicKey) error {
-		ke := &hostKeyError{host: host, port: port, key: key, files: c.files}
+		ke := &hostKeyError{user: ep.User, host: host, port: port, key: key, files: c.files}
 		if c.cb == nil {
 			*refused = ke
 			return ke
