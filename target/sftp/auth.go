@@ -32,8 +32,8 @@ var errNoPassword = errors.New("no key was accepted and no password is set: give
 type hostKeyError struct {
 	user, host, port string
 	key              ssh.PublicKey
-	files      []string
-	known      []knownhosts.KnownKey // non-empty: the host is known with other keys
+	files            []string
+	known            []knownhosts.KnownKey // non-empty: the host is known with other keys
 }
 
 func (e *hostKeyError) Error() string {
