@@ -91,10 +91,10 @@ func (l *Lister) Close() {
 // DirCacheTime is refreshed in the background.
 func (l *Lister) Ensure(ctx context.Context, dir cache.Entry) error {
 	if dir.ListedAt.IsZero() {
-		return l.wait(ctx, l.start(dir.Ino))
+		return l.wait(ctx, l.start(dir.Ino, true))
 	}
 	if time.Since(dir.ListedAt) > l.opts.DirCacheTime && !l.failedRecently(dir.Ino) {
-		l.start(dir.Ino)
+		l.start(dir.Ino, true)
 	}
 	return nil
 }
@@ -110,7 +110,7 @@ func (l *Lister) failedRecently(dir uint64) bool {
 
 // Refresh lists dir from the target now and waits for it.
 func (l *Lister) Refresh(ctx context.Context, dir uint64) error {
-	return l.wait(ctx, l.start(dir))
+	return l.wait(ctx, l.start(dir, true))
 }
 
 func (l *Lister) wait(ctx context.Context, fl *flight) error {
@@ -122,10 +122,13 @@ func (l *Lister) wait(ctx context.Context, fl *flight) error {
 	}
 }
 
-// start begins listing dir unless that is already under way. The listing
+// start begins listing dir unless that is already under way; prefetch
+// queues its unlisted subdirectories afterwards (for listings someone asked
+// for, not for the background ones, so that opening the root of a huge tree
+// does not crawl all of it). The listing
 // runs on the Lister's context, so a caller that gives up does not cancel it
 // for the others waiting.
-func (l *Lister) start(dir uint64) *flight {
+func (l *Lister) start(dir uint64, prefetch bool) *flight {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if fl, ok := l.flights[dir]; ok {
@@ -142,7 +145,7 @@ func (l *Lister) start(dir uint64) *flight {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		err := l.list(dir)
+		err := l.list(dir, prefetch)
 		l.mu.Lock()
 		delete(l.flights, dir)
 		if err != nil {
@@ -157,9 +160,9 @@ func (l *Lister) start(dir uint64) *flight {
 	return fl
 }
 
-// list reads one directory from the target into the cache and queues its
-// unlisted subdirectories.
-func (l *Lister) list(dir uint64) error {
+// list reads one directory from the target into the cache and, with
+// prefetch, queues its unlisted subdirectories.
+func (l *Lister) list(dir uint64, prefetch bool) error {
 	p, err := l.opts.Cache.Path(dir)
 	if err != nil {
 		return err
@@ -175,6 +178,9 @@ func (l *Lister) list(dir uint64) error {
 	}
 	if err != nil {
 		return fmt.Errorf("list /%s: %w", p, err)
+	}
+	if !prefetch {
+		return nil
 	}
 	kids, err := l.opts.Cache.Children(dir)
 	if err != nil {
@@ -205,7 +211,7 @@ func (l *Lister) worker() {
 			if err != nil || !e.ListedAt.IsZero() {
 				continue // removed meanwhile, or already listed
 			}
-			l.wait(l.ctx, l.start(ino))
+			l.wait(l.ctx, l.start(ino, false))
 		}
 	}
 }

@@ -89,6 +89,19 @@ func TestEnsureListsOnceAndPrefetchesSubdirs(t *testing.T) {
 	if _, err := env.c.Lookup(bc.Ino, "f"); err != nil {
 		t.Fatalf("file in prefetched directory: %v", err)
 	}
+	// Background listings do not queue their own subdirectories.
+	a, err := env.c.Lookup(cache.RootIno, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close() // waits for every listing under way
+	deeper, err := env.c.Lookup(a.Ino, "deeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !deeper.ListedAt.IsZero() {
+		t.Fatal("a background listing went on to list a/deeper")
+	}
 }
 
 func TestStaleDirectoryAnsweredAtOnceAndRefreshed(t *testing.T) {
