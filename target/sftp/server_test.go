@@ -1,7 +1,9 @@
 package sftp
 
 import (
+	"crypto/ecdsa"
 	"crypto/ed25519"
+	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/pem"
@@ -111,6 +113,17 @@ func startServer(t *testing.T) *testServer {
 		},
 	}
 	cfg.AddHostKey(hostSigner)
+	// A second host key that known_hosts does not hold: the client must
+	// ask for the ed25519 one, which the library would not pick first.
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecSigner, err := ssh.NewSignerFromKey(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.AddHostKey(ecSigner)
 	s.ln, err = net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
