@@ -175,12 +175,16 @@ func (r *syncRun) fileOp(ctx context.Context, p string, o step, l, rm *target.En
 	case stepDownload:
 		err = r.copyFile(ctx, sideRemote, p, p, rm, l)
 	case stepDeleteLocal:
-		if err = r.unchangedSince(ctx, sideLocal, p, l); err == nil {
-			err = r.deleteFile(ctx, sideLocal, p)
+		if err = r.goneFrom(ctx, sideRemote, p); err == nil {
+			if err = r.unchangedSince(ctx, sideLocal, p, l); err == nil {
+				err = r.deleteFile(ctx, sideLocal, p)
+			}
 		}
 	case stepDeleteRemote:
-		if err = r.unchangedSince(ctx, sideRemote, p, rm); err == nil {
-			err = r.deleteFile(ctx, sideRemote, p)
+		if err = r.goneFrom(ctx, sideLocal, p); err == nil {
+			if err = r.unchangedSince(ctx, sideRemote, p, rm); err == nil {
+				err = r.deleteFile(ctx, sideRemote, p)
+			}
 		}
 	case stepKeepBoth:
 		err = r.keepBoth(ctx, p, l, rm)
@@ -191,6 +195,26 @@ func (r *syncRun) fileOp(ctx context.Context, p string, o step, l, rm *target.En
 	case err != nil:
 		r.fail(ctx, p, err)
 	}
+}
+
+// goneFrom confirms, before the other side's copy is deleted, that p is
+// really gone from side s and not merely missing from its listing. An FTP
+// listing travels on a data connection; one cut short at a line boundary
+// while the server reports success looks complete, and trusting it would
+// delete the only other copy. Stat asks again (MLST answers on the control
+// connection, which has an explicit end).
+func (r *syncRun) goneFrom(ctx context.Context, s sideID, p string) error {
+	if r.opts.DryRun {
+		return nil
+	}
+	_, err := r.tg[s].Stat(ctx, p)
+	switch {
+	case errors.Is(err, target.ErrNotFound):
+		return nil
+	case err != nil:
+		return fmt.Errorf("check that the %s file is gone before deleting the other copy: %w", s, err)
+	}
+	return fmt.Errorf("the %s listing left out %s, which is still there (an incomplete listing): nothing deleted; run again", s, p)
 }
 
 // errChangedDuringRun stops a replacement or deletion of a file that

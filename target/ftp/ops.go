@@ -193,6 +193,12 @@ func (t *Target) listAbs(c *conn, abs, logDir string) ([]target.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	if b := buf.Bytes(); len(b) > 0 && b[len(b)-1] != '\n' {
+		// Every listing line ends with CRLF; a listing that stops
+		// mid-line lost its end on a data connection cut short, and the
+		// entries it left out must not look deleted.
+		return nil, target.Errorf("list", logDir, target.ErrTemporary, "the listing ended mid-line after %d bytes: the transfer was cut short", len(b))
+	}
 	mlsd := c.sc.IsTimePreciseInList() && !t.listHidden
 	es, problems := parseListing(buf.Bytes(), mlsd, time.Now(), time.UTC)
 	for _, p := range problems {

@@ -138,6 +138,9 @@ func (t *Target) write(c *conn, rel, tmp string, cr *countingReader, opts target
 	if err := t.stor(c, rel, tmpAbs, cr, opts); err != nil {
 		return target.Entry{}, err
 	}
+	if err := t.checkStored(c, rel, tmpAbs, cr.n); err != nil {
+		return target.Entry{}, err
+	}
 	if !opts.ModTime.IsZero() {
 		if err := t.setTempTime(c, tmpAbs, opts); err != nil {
 			return target.Entry{}, err
@@ -180,6 +183,23 @@ func (t *Target) stor(c *conn, rel, abs string, cr *countingReader, opts target.
 		return cr.sizeError("write", rel)
 	}
 	return nil
+}
+
+// checkStored asks for the size of the temporary file before it replaces
+// the final name. A data connection cut short on the way can look like a
+// finished upload to both ends (the server read a clean end of stream and
+// says 226 while our last bytes were lost), and only the size tells. A
+// server without SIZE leaves nothing to check with.
+func (t *Target) checkStored(c *conn, rel, tmpAbs string, sent int64) error {
+	size, err := c.sc.FileSize(tmpAbs)
+	switch {
+	case err == nil && size != sent:
+		return target.Errorf("write", rel, target.ErrTemporary, "the server stored %d of the %d bytes sent: the transfer was cut short", size, sent)
+	case err != nil && !isConnError(err) && replyCode(err) >= codeSyntax:
+		t.log.WithError(err).Debug("no SIZE to check an upload with")
+		return nil
+	}
+	return err
 }
 
 // setTempTime sets the time on the temporary file before the rename, so
