@@ -30,7 +30,7 @@ race: test ## the same race-detector run as test
 
 lint: ## go vet, gofmt and staticcheck; fails on any finding
 	$(GO) vet $(PKG)
-	@unformatted=$$(gofmt -l .); \
+	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go')); \
 	if [[ -n $$unformatted ]]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) run $(STATICCHECK) $(PKG)
 
@@ -61,3 +61,65 @@ fuzz: ## run every Fuzz* test for FUZZTIME each (default 30s)
 clean: ## stop the test servers and remove built and generated files
 	-$(SERVERS) down
 	rm -rf bin .servers .demo
+
+# Installation. mount(8) looks for mount.TYPE helpers in /sbin only, whatever
+# PREFIX is; for `mount -t fuse.ftpsync-mount` it runs /sbin/mount.fuse3 (package
+# fuse3), which runs ftpsync-mount through /bin/sh with PATH cleared, so BINDIR must
+# be in the shell's default path (/usr/local/bin and /usr/bin are).
+PREFIX      ?= /usr/local
+DESTDIR     ?=
+BINDIR      ?= $(PREFIX)/bin
+SBINDIR     ?= /sbin
+MANDIR      ?= $(PREFIX)/share/man
+DATADIR     ?= $(PREFIX)/share
+ZSHCOMPDIR  ?= $(DATADIR)/zsh/site-functions
+UNITDIR     ?= $(PREFIX)/lib/systemd/system
+VERSION     ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' --dirty 2>/dev/null) && echo $$v | sed 's/^v//' || echo 0.0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo unknown))
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.0
+PKGROOT     := bin/pkg
+GEN         := bin/gen
+
+.PHONY: install uninstall deb
+
+# Built here rather than through `build` so that the binary knows its version.
+$(GEN)/ftpsync-mount: FORCE
+	$(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $@ ./cmd/ftpsync-mount
+
+$(GEN)/stamp: $(GEN)/ftpsync-mount
+	rm -rf $(GEN)/man $(GEN)/completion && mkdir -p $(GEN)/man $(GEN)/completion
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || date +%s) $(GEN)/ftpsync-mount man $(GEN)/man
+	gzip -9n $(GEN)/man/*.1
+	$(GEN)/ftpsync-mount completion bash > $(GEN)/completion/ftpsync-mount
+	$(GEN)/ftpsync-mount completion zsh > $(GEN)/completion/_ftpsync-mount
+	$(GEN)/ftpsync-mount completion fish > $(GEN)/completion/ftpsync-mount.fish
+	sed 's|/usr/bin/ftpsync-mount|$(BINDIR)/ftpsync-mount|g' contrib/systemd/ftpsync-mount@.service > $(GEN)/ftpsync-mount@.service
+	touch $@
+
+install: $(GEN)/stamp ## install binary, man pages, completion, mount helper and systemd unit (PREFIX, DESTDIR)
+	install -Dm755 $(GEN)/ftpsync-mount $(DESTDIR)$(BINDIR)/ftpsync-mount
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SBINDIR)
+	install -m644 $(GEN)/man/*.1.gz $(DESTDIR)$(MANDIR)/man1/
+	install -Dm644 $(GEN)/completion/ftpsync-mount $(DESTDIR)$(DATADIR)/bash-completion/completions/ftpsync-mount
+	install -Dm644 $(GEN)/completion/_ftpsync-mount $(DESTDIR)$(ZSHCOMPDIR)/_ftpsync-mount
+	install -Dm644 $(GEN)/completion/ftpsync-mount.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ftpsync-mount.fish
+	ln -sf $(BINDIR)/ftpsync-mount $(DESTDIR)$(SBINDIR)/mount.ftpsync-mount
+	install -Dm644 $(GEN)/ftpsync-mount@.service $(DESTDIR)$(UNITDIR)/ftpsync-mount@.service
+	install -Dm644 contrib/config.yaml $(DESTDIR)$(DATADIR)/doc/ftpsync-mount/examples/config.yaml
+
+uninstall: ## remove what install put in place (same PREFIX, DESTDIR)
+	rm -f $(DESTDIR)$(BINDIR)/ftpsync-mount $(DESTDIR)$(SBINDIR)/mount.ftpsync-mount \
+		$(DESTDIR)$(MANDIR)/man1/ftpsync-mount.1.gz $(DESTDIR)$(MANDIR)/man1/ftpsync-mount-*.1.gz \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions/ftpsync-mount \
+		$(DESTDIR)$(ZSHCOMPDIR)/_ftpsync-mount \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ftpsync-mount.fish \
+		$(DESTDIR)$(UNITDIR)/ftpsync-mount@.service
+	rm -rf $(DESTDIR)$(DATADIR)/doc/ftpsync-mount/examples
+
+deb: ## build bin/ftpsync-mount_VERSION_ARCH.deb with nfpm (Depends: fuse3)
+	rm -rf $(PKGROOT) $(GEN)
+	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(PKGROOT) PREFIX=/usr SBINDIR=/usr/sbin ZSHCOMPDIR=/usr/share/zsh/vendor-completions
+	VERSION='$(VERSION)' ARCH=$$($(GO) env GOARCH) $(GO) run $(NFPM) package \
+		--config packaging/nfpm.yaml --packager deb --target bin/
+
+.PHONY: FORCE
+FORCE:

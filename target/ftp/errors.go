@@ -46,15 +46,6 @@ func replyCode(err error) int {
 	return 0
 }
 
-// isNotImplemented reports a reply meaning "this server has no such command".
-func isNotImplemented(err error) bool {
-	switch replyCode(err) {
-	case codeSyntax, codeNotImplemented, codeNotImplParam:
-		return true
-	}
-	return false
-}
-
 // isConnError reports whether err leaves the control connection in an unknown
 // state, so that the connection must be discarded: network errors, timeouts,
 // a closed stream, or a 421 (the server is closing it).
