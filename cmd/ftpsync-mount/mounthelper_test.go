@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
 )
 
@@ -130,9 +132,11 @@ func TestMountFstabStyle(t *testing.T) {
 
 // TestNotifyReady checks the datagram systemd receives for Type=notify.
 func TestNotifyReady(t *testing.T) {
+	log, hook := logtest.NewNullLogger()
 	t.Setenv("NOTIFY_SOCKET", "")
-	if err := notifyReady(); err != nil {
-		t.Fatalf("without NOTIFY_SOCKET: %v", err)
+	notifyReady(log)
+	if len(hook.AllEntries()) != 0 {
+		t.Fatalf("without NOTIFY_SOCKET: %v", hook.LastEntry())
 	}
 	sock := filepath.Join(t.TempDir(), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -141,17 +145,16 @@ func TestNotifyReady(t *testing.T) {
 	}
 	defer conn.Close()
 	t.Setenv("NOTIFY_SOCKET", sock)
-	if err := notifyReady(); err != nil {
-		t.Fatal(err)
-	}
+	notifyReady(log)
 	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
 	buf := make([]byte, 64)
 	n, err := conn.Read(buf)
-	if err != nil || !bytes.Equal(buf[:n], []byte("READY=1")) {
-		t.Fatalf("received %q, %v", buf[:n], err)
+	if err != nil || !bytes.Equal(buf[:n], []byte("READY=1")) || len(hook.AllEntries()) != 0 {
+		t.Fatalf("received %q, %v, log %v", buf[:n], err, hook.AllEntries())
 	}
 	t.Setenv("NOTIFY_SOCKET", filepath.Join(t.TempDir(), "nobody-listens"))
-	if err := notifyReady(); err == nil {
-		t.Error("no error for a socket nobody listens on")
+	notifyReady(log)
+	if e := hook.LastEntry(); e == nil || !strings.Contains(e.Message, "systemd") {
+		t.Error("no warning for a socket nobody listens on")
 	}
 }
