@@ -19,6 +19,9 @@ func workloads() []workload {
 		{2, "target-read-1GiB", benchTargetRead},
 		{2, "target-list-gosrc", benchTargetList},
 		{2, "target-upload-1000", benchTargetUpload},
+		{3, "mount-list-gosrc", benchMountList},
+		{3, "mount-read-1GiB", benchMountRead},
+		{3, "mount-rss-100k", benchMountRSS},
 		{6, "oneshot-upload-gosrc", benchOneshotUpload},
 	}
 }
@@ -81,23 +84,9 @@ func benchTargetRead(ctx context.Context, e *env) ([]result, error) {
 	curl := func() error {
 		return run(ctx, "curl", "-sS", "--netrc-file", netrc, "-o", "/dev/null", "ftp://"+e.hostPort()+"/bench/big.bin")
 	}
-	// Alternate so that both see the same page-cache state of the server.
-	var dOurs, dCurl time.Duration
-	for i := 0; i < 3; i++ {
-		d, err := timed(curl)
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 || d < dCurl {
-			dCurl = d
-		}
-		d, err = timed(ours)
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 || d < dOurs {
-			dOurs = d
-		}
+	dOurs, dCurl, err := alternate(3, nil, ours, curl)
+	if err != nil {
+		return nil, err
 	}
 	return []result{{issue: 2, name: fmt.Sprintf("stream read %d MiB (target/ftp)", e.bigSize>>20), unit: "MiB/s",
 		ours: mibps(e.bigSize, dOurs), ref: mibps(e.bigSize, dCurl), refName: "curl", limit: 0.9, atLeast: true}}, nil
@@ -192,28 +181,19 @@ func benchTargetUpload(ctx context.Context, e *env) ([]result, error) {
 		return nil, err
 	}
 	defer tg.Close()
-	var dOurs, dLftp time.Duration
-	for i := 0; i < 2; i++ {
-		os.RemoveAll(filepath.Join(e.root, "up-ours"))
-		os.RemoveAll(filepath.Join(e.root, "up-lftp"))
-		d, err := timed(func() error { return uploadTree(ctx, tg, src, "up-ours", 8) })
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 || d < dOurs {
-			dOurs = d
-		}
-		script, err := e.lftpScript("mirror", fmt.Sprintf("mirror -R --parallel=8 %s up-lftp", src))
-		if err != nil {
-			return nil, err
-		}
-		d, err = timed(func() error { return run(ctx, "lftp", "-f", script) })
-		if err != nil {
-			return nil, err
-		}
-		if i == 0 || d < dLftp {
-			dLftp = d
-		}
+	script, err := e.lftpScript("mirror", fmt.Sprintf("mirror -R --parallel=8 %s up-lftp", src))
+	if err != nil {
+		return nil, err
+	}
+	dOurs, dLftp, err := alternate(2,
+		func() error {
+			os.RemoveAll(filepath.Join(e.root, "up-ours"))
+			return os.RemoveAll(filepath.Join(e.root, "up-lftp"))
+		},
+		func() error { return uploadTree(ctx, tg, src, "up-ours", 8) },
+		func() error { return run(ctx, "lftp", "-f", script) })
+	if err != nil {
+		return nil, err
 	}
 	return []result{{issue: 2, name: "upload 1,000 small files (8 connections)", unit: "s",
 		ours: dOurs.Seconds(), ref: dLftp.Seconds(), refName: "lftp mirror -R --parallel=8", limit: 1.5}}, nil

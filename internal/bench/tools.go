@@ -19,6 +19,34 @@ func timed(f func() error) (time.Duration, error) {
 	return time.Since(start), err
 }
 
+// alternate runs setup (if any), then ours and ref, n rounds in turn, and
+// returns each side's best time. Taking turns gives both the same server and
+// page-cache conditions; the best round is the least disturbed one.
+func alternate(n int, setup, ours, ref func() error) (dOurs, dRef time.Duration, err error) {
+	for i := 0; i < n; i++ {
+		if setup != nil {
+			if err := setup(); err != nil {
+				return 0, 0, err
+			}
+		}
+		d, err := timed(ours)
+		if err != nil {
+			return 0, 0, err
+		}
+		if i == 0 || d < dOurs {
+			dOurs = d
+		}
+		d, err = timed(ref)
+		if err != nil {
+			return 0, 0, err
+		}
+		if i == 0 || d < dRef {
+			dRef = d
+		}
+	}
+	return dOurs, dRef, nil
+}
+
 // run runs a reference tool with its output captured for the error message.
 func run(ctx context.Context, name string, args ...string) error {
 	cmd := exec.CommandContext(ctx, name, args...)
