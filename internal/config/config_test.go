@@ -208,3 +208,19 @@ func TestDefaultPath(t *testing.T) {
 		t.Errorf("DefaultPath = %q", got)
 	}
 }
+
+// The example shipped in contrib/ (and in the .deb) must stay valid.
+func TestContribExample(t *testing.T) {
+	c, err := Load(filepath.Join("..", "..", "contrib", "config.yaml"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Remotes) == 0 || len(c.Tasks) == 0 {
+		t.Fatalf("example has %d remotes and %d tasks", len(c.Remotes), len(c.Tasks))
+	}
+	for _, task := range c.Tasks {
+		if _, ok := c.Remotes[task.Remote]; !ok && !strings.Contains(task.Remote, "://") {
+			t.Errorf("task %s names remote %q, which the example does not define", task.Name, task.Remote)
+		}
+	}
+}

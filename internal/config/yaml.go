@@ -82,7 +82,7 @@ func eachEntry(file string, m *yaml.Node, section string, fn func(name string, k
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, body := m.Content[i], m.Content[i+1]
 		if k.Kind != yaml.ScalarNode || k.Value == "" || strings.ContainsAny(k.Value, "/:") {
-			return fmt.Errorf("%s:%d: %s: a name must be a plain word without / or :", file, k.Line, section)
+			return fmt.Errorf("%s:%d: %s: a name must be a plain word, without / or : in it", file, k.Line, section)
 		}
 		if line, dup := seen[k.Value]; dup {
 			return fmt.Errorf("%s:%d: %s: %q is already defined on line %d", file, k.Line, section, k.Value, line)
