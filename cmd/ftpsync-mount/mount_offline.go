@@ -21,8 +21,8 @@ const reconnectEvery = 5 * time.Second
 // a cache of it exists, it returns a stand-in that serves the cache and
 // connects on first use instead, so that a warm cache mounts while the
 // server is down. The cache directory must be known without the server: it
-// is --cache-dir, or the default one when the URL names an absolute folder
-// (a login-relative URL's tree ID needs the server's answer to PWD).
+// is --cache-dir, or the default one, named by the tree ID, which target/ftp
+// derives from the URL alone.
 func openTargetOrOffline(ctx context.Context, g *globalOptions, mf *mountFlags, spec string) (target.Target, error) {
 	tgt, err := openTarget(ctx, g, &mf.target, spec)
 	if err == nil || !errors.Is(err, target.ErrTemporary) || !isRemoteSpec(spec) {
@@ -33,7 +33,7 @@ func openTargetOrOffline(ctx context.Context, g *globalOptions, mf *mountFlags, 
 		return nil, err
 	}
 	dir := mf.cacheDir
-	if dir == "" && ep.Root != "" {
+	if dir == "" {
 		dir = xdgDir("XDG_CACHE_HOME", ".cache", "ftpsync-mount", cacheName(ep.ID()))
 	}
 	if dir == "" {

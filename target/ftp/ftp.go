@@ -67,8 +67,12 @@ const (
 // Target is an FTP folder. It is safe for concurrent use; at most
 // Options.Connections control connections are open at once.
 type Target struct {
-	ep       Endpoint // read only; Root is absolute once New returns
-	password string   // read only; never logged
+	ep Endpoint // read only; Root is absolute once New returns
+	// given is the endpoint as the URL named it (read only). String and ID
+	// use it, so that neither depends on the server's PWD answer: a mount of
+	// the login folder finds the same cache dir with the server down.
+	given    Endpoint
+	password string // read only; never logged
 	tlsCfg   *tls.Config
 	timeout  time.Duration
 	dialer   func(ctx context.Context, network, addr string) (net.Conn, error)
@@ -100,7 +104,7 @@ func New(ctx context.Context, opts Options) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{ep: ep, password: opts.Password, timeout: opts.Timeout, dialer: opts.DialContext}
+	t := &Target{ep: ep, given: ep, password: opts.Password, timeout: opts.Timeout, dialer: opts.DialContext}
 	t.log = opts.Log.WithField("remote", ep.String())
 	if t.timeout <= 0 {
 		t.timeout = defaultTimeout
@@ -314,10 +318,10 @@ func (t *Target) Features() target.Features {
 }
 
 // String is the URL without the password.
-func (t *Target) String() string { return t.ep.String() }
+func (t *Target) String() string { return t.given.String() }
 
 // ID identifies the remote tree (host and root) for stored state.
-func (t *Target) ID() string { return t.ep.ID() }
+func (t *Target) ID() string { return t.given.ID() }
 
 // Close closes the idle connections; connections held by open readers are
 // closed when the readers are.

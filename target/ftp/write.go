@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
@@ -279,13 +280,30 @@ func (t *Target) storInPlace(c *conn, rel string, cr *countingReader, opts targe
 }
 
 // removeTemp deletes a temporary file after a failed Write, on a context
-// of its own: the caller's may be the reason for the failure.
+// of its own: the caller's may be the reason for the failure. When the
+// failure was a cancelled transfer, the server may not have created the file
+// yet when the DELE arrives on another connection, so a "not found" is tried
+// again a few times before it is believed.
 func (t *Target) removeTemp(ctx context.Context, tmp string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.timeout)
 	defer cancel()
-	err := t.do(ctx, "remove", tmp, func(c *conn) error { return c.sc.Delete(t.abs(tmp)) })
-	if err != nil && replyCode(err) != codeFileUnavail {
-		t.log.WithError(err).WithField("path", tmp).Warn("could not remove the temporary file of a failed upload")
+	for wait := 50 * time.Millisecond; ; wait *= 3 {
+		err := t.do(ctx, "remove", tmp, func(c *conn) error { return c.sc.Delete(t.abs(tmp)) })
+		if err == nil {
+			return
+		}
+		if replyCode(err) != codeFileUnavail {
+			t.log.WithError(err).WithField("path", tmp).Warn("could not remove the temporary file of a failed upload")
+			return
+		}
+		if wait > time.Second {
+			return // never created
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 
