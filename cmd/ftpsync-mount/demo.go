@@ -34,6 +34,9 @@ func newDemoCmd(g *globalOptions) *cobra.Command {
 		Long: `demo starts the embedded FTP server over a folder of sample files (created
 on first use), mounts it at ./mnt and waits. Try ls, cat, find and cp in the
 mount; Ctrl-C unmounts and stops the server.`,
+		Example: `  make demo                                  # builds, then runs the line below
+  ftpsync-mount demo
+  ftpsync-mount demo --dir ~/sample --mountpoint /tmp/sample-mnt`,
 		Args: exactArgs(0, "ftpsync-mount demo [--dir DIR] [--mountpoint DIR]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runDemo(cmd.Context(), g, dir, mnt, addr)

@@ -32,6 +32,10 @@ It also runs pyftpsync-style one-shot sync, upload and download.
 
 Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 --password-file, or put the host in ~/.netrc.`,
+		Example: `  ftpsync-mount mount ftp://alice@files.example.com/site ~/site
+  ftpsync-mount status ~/site
+  ftpsync-mount unmount ~/site
+  ftpsync-mount sync ./site ftpes://alice@files.example.com/site --dry-run`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
