@@ -4,7 +4,8 @@
 // so that part of a file can be cached without the rest. It knows nothing of
 // FUSE or FTP; sync/ fills it and fs/ reads it.
 //
-// Lock order: treeMu, then a content stripe, then lruMu. Badger transactions
+// Lock order: treeMu, then a content stripe, then lruMu; openFiles.mu is
+// taken inside treeMu, never the other way round. Badger transactions
 // are taken inside any of them, never the other way round.
 package cache
 
@@ -14,6 +15,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,6 +72,15 @@ type Cache struct {
 	lru lru      // cached block accounting; has its own lock
 	mem entryMem // recently used entry records; has its own lock
 
+	// Guarded by treeMu: the journal's next sequence number and the
+	// runner's hook (journal.go).
+	nextSeq uint64
+	hook    func(JournalEvent)
+	// journalLen counts queued operations; written under treeMu.
+	journalLen atomic.Int64
+
+	open openFiles // local files open through the mount; has its own lock
+
 	stop   chan struct{}  // closed by Close to end the GC loop
 	stopWG sync.WaitGroup // the GC loop
 }
@@ -111,6 +122,8 @@ func Open(opts Options) (*Cache, error) {
 	c := &Cache{db: db, seq: seq, lock: lock, log: opts.Log, dir: opts.Dir, max: opts.MaxSize, stop: make(chan struct{})}
 	c.lru.init()
 	c.mem.init()
+	c.open.init()
+	c.nextSeq = 1
 	if err := c.initTree(); err != nil {
 		c.closeDB()
 		return nil, err
@@ -118,6 +131,14 @@ func Open(opts Options) (*Cache, error) {
 	if err := c.loadBlocks(); err != nil {
 		c.closeDB()
 		return nil, err
+	}
+	if err := c.loadJournal(); err != nil {
+		c.closeDB()
+		return nil, fmt.Errorf("open the write-back journal: %w", err)
+	}
+	if err := os.MkdirAll(c.dataDir(), 0o700); err != nil {
+		c.closeDB()
+		return nil, fmt.Errorf("create %s: %w", c.dataDir(), err)
 	}
 	c.stopWG.Add(1)
 	go c.gcLoop(opts.GCInterval)

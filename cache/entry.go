@@ -15,11 +15,13 @@ import (
 //	c<parent><name>    child index: the ino of name in parent
 //	b<ino><block>      one block of content
 //	s                  the inode sequence
+//	j<seq>             one write-back journal operation (journal.go)
 const (
-	prefixEntry = 'e'
-	prefixChild = 'c'
-	prefixBlock = 'b'
-	keySequence = "s"
+	prefixEntry   = 'e'
+	prefixChild   = 'c'
+	prefixBlock   = 'b'
+	prefixJournal = 'j'
+	keySequence   = "s"
 )
 
 func entryKey(ino uint64) []byte {
@@ -59,9 +61,12 @@ func parseBlockKey(k []byte) (ino uint64, idx int64, ok bool) {
 	return binary.BigEndian.Uint64(k[1:9]), int64(binary.BigEndian.Uint64(k[9:])), true
 }
 
-// Entry is one file or directory of the tree with its remote state as last
-// listed. Later issues add the local and last-synced state beside it; the
-// record is versioned and decoders accept records with fewer fields.
+// Entry is one file or directory of the tree. For an entry served from the
+// server (Local false) Size and ModTime are the server's as last listed; for
+// a file whose content lives in the cache's local file (Local true) they are
+// the local file's, and the Synced fields keep what both sides looked like
+// at the last upload or download, for the conflict check. The record is
+// versioned and decoders accept records with fewer fields.
 type Entry struct {
 	Ino    uint64 // stable for as long as the entry exists, across remounts
 	Parent uint64 // 0 for the root
@@ -81,12 +86,50 @@ type Entry struct {
 	// Gen counts remote content changes of a file. Blocks are only stored
 	// for the current Gen, so a fetch that raced with a change is refused.
 	Gen uint64
+
+	// Local state (record version 2).
+
+	// Local: the content is complete in the local file data/<ino> of the
+	// cache directory, not in blocks; it is never evicted.
+	Local bool
+	// Dirty: changed locally since the last sync; an upload is queued.
+	Dirty bool
+	// OnServer: the server has, or the queued journal operations will give
+	// it, an entry at this entry's place that this entry owns (its content
+	// may be older). A file never uploaded has it false, so that renaming or
+	// deleting it sends nothing.
+	OnServer bool
+	// Upload is the sequence number of this file's queued upload that has
+	// not started yet (0: none). Later changes move it to the journal's end
+	// instead of adding another, so a file is uploaded once, under its
+	// final name.
+	Upload uint64
+	// LocalGen counts committed local content changes; an upload remembers
+	// which one it sent, so a change during the upload keeps Dirty.
+	LocalGen uint64
+	// Synced is set once both sides were known equal; SyncLocal and
+	// SyncRemote are what each side looked like then.
+	Synced     bool
+	SyncLocal  SideState
+	SyncRemote SideState
+}
+
+// SideState is one side's size and mtime at the last sync.
+type SideState struct {
+	Size      int64
+	ModTime   time.Time
+	Precision time.Duration
 }
 
 // Blocks is the number of content blocks the file's size spans.
 func (e Entry) Blocks() int64 { return (e.Size + BlockSize - 1) / BlockSize }
 
-const recordVersion = 1
+// Record versions: 1 held the remote state only (every such entry is on
+// the server); 2 adds the local state.
+const (
+	recordVersion1 = 1
+	recordVersion  = 2
+)
 
 var errShortRecord = errors.New("short entry record")
 
@@ -97,8 +140,10 @@ func (e Entry) marshal() []byte {
 	b = binary.AppendUvarint(b, uint64(len(e.Name)))
 	b = append(b, e.Name...)
 	var flags byte
-	if e.IsDir {
-		flags |= 1
+	for i, f := range []bool{e.IsDir, e.Local, e.Dirty, e.OnServer, e.Synced} {
+		if f {
+			flags |= 1 << i
+		}
 	}
 	b = append(b, flags)
 	b = binary.AppendVarint(b, e.Size)
@@ -108,6 +153,13 @@ func (e Entry) marshal() []byte {
 	b = appendTime(b, e.Seen)
 	b = appendTime(b, e.ListedAt)
 	b = binary.AppendUvarint(b, e.Gen)
+	b = binary.AppendUvarint(b, e.Upload)
+	b = binary.AppendUvarint(b, e.LocalGen)
+	for _, s := range []SideState{e.SyncLocal, e.SyncRemote} {
+		b = binary.AppendVarint(b, s.Size)
+		b = appendTime(b, s.ModTime)
+		b = binary.AppendVarint(b, int64(s.Precision))
+	}
 	return b
 }
 
@@ -173,15 +225,18 @@ func (r *recordReader) time() time.Time {
 }
 
 func unmarshalEntry(ino uint64, b []byte) (Entry, error) {
-	if len(b) == 0 || b[0] != recordVersion {
+	if len(b) == 0 || b[0] != recordVersion && b[0] != recordVersion1 {
 		return Entry{}, fmt.Errorf("entry %d: unknown record version", ino)
 	}
 	r := &recordReader{b: b[1:]}
 	e := Entry{Ino: ino}
 	e.Parent = r.uvarint()
 	e.Name = string(r.bytes(r.uvarint()))
-	flags := r.bytes(1)
-	e.IsDir = len(flags) == 1 && flags[0]&1 != 0
+	var flags byte
+	if f := r.bytes(1); len(f) == 1 {
+		flags = f[0]
+	}
+	e.IsDir = flags&1 != 0
 	e.Size = r.varint()
 	e.ModTime = r.time()
 	e.Precision = time.Duration(r.varint())
@@ -189,6 +244,18 @@ func unmarshalEntry(ino uint64, b []byte) (Entry, error) {
 	e.Seen = r.time()
 	e.ListedAt = r.time()
 	e.Gen = r.uvarint()
+	if b[0] == recordVersion1 {
+		e.OnServer = true
+	} else {
+		e.Local, e.Dirty, e.OnServer, e.Synced = flags&2 != 0, flags&4 != 0, flags&8 != 0, flags&16 != 0
+		e.Upload = r.uvarint()
+		e.LocalGen = r.uvarint()
+		for _, s := range []*SideState{&e.SyncLocal, &e.SyncRemote} {
+			s.Size = r.varint()
+			s.ModTime = r.time()
+			s.Precision = time.Duration(r.varint())
+		}
+	}
 	if r.err != nil {
 		return Entry{}, fmt.Errorf("entry %d: %w", ino, r.err)
 	}

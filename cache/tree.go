@@ -43,7 +43,7 @@ func (c *Cache) initTree() error {
 		if !errors.Is(err, badger.ErrKeyNotFound) {
 			return fmt.Errorf("read cache root: %w", err)
 		}
-		return txn.Set(entryKey(RootIno), Entry{Ino: RootIno, IsDir: true, Mode: 0o755}.marshal())
+		return txn.Set(entryKey(RootIno), Entry{Ino: RootIno, IsDir: true, Mode: 0o755, OnServer: true}.marshal())
 	})
 }
 
@@ -208,6 +208,13 @@ func (c *Cache) ApplyListing(dir uint64, list []target.Entry, now time.Time) ([]
 		return nil, fmt.Errorf("apply listing: %w", err)
 	}
 	firstListing := parent.ListedAt.IsZero()
+	if !firstListing && c.journalLen.Load() > 0 {
+		// Local changes are on their way to the server: until they arrive,
+		// the server's tree is older than the mount's and a listing would
+		// bring back what was just renamed or deleted. The listing is
+		// taken up again once the journal is empty (the poller's job).
+		return nil, c.touchListed(parent, now)
+	}
 	byName := make(map[string]Entry, len(old))
 	for _, e := range old {
 		byName[e.Name] = e
@@ -222,6 +229,9 @@ func (c *Cache) ApplyListing(dir uint64, list []target.Entry, now time.Time) ([]
 		}
 		listed[te.Name] = true
 		prev, ok := byName[te.Name]
+		if ok && prev.localOwned() {
+			continue
+		}
 		if ok && prev.IsDir != te.IsDir {
 			removed = append(removed, prev)
 			changes = append(changes, Change{Kind: ChangeRemoved, Parent: dir, Name: prev.Name, Ino: prev.Ino})
@@ -252,7 +262,7 @@ func (c *Cache) ApplyListing(dir uint64, list []target.Entry, now time.Time) ([]
 		}
 	}
 	for _, e := range old {
-		if !listed[e.Name] {
+		if !listed[e.Name] && !e.localOwned() {
 			removed = append(removed, e)
 			changes = append(changes, Change{Kind: ChangeRemoved, Parent: dir, Name: e.Name, Ino: e.Ino})
 		}
@@ -293,11 +303,29 @@ func fromTarget(te target.Entry, ino, parent uint64, now time.Time) Entry {
 	e := Entry{
 		Ino: ino, Parent: parent, Name: te.Name, IsDir: te.IsDir,
 		ModTime: te.ModTime.UTC(), Precision: te.Precision, Mode: te.Mode.Perm(), Seen: now,
+		OnServer: true,
 	}
 	if !te.IsDir {
 		e.Size = te.Size
 	}
 	return e
+}
+
+// localOwned reports whether the mount's side decides what the entry is:
+// its content lives locally, or it is not on the server yet. A listing
+// neither replaces nor removes such an entry; the poller classifies it.
+func (e Entry) localOwned() bool { return e.Local || e.Dirty || !e.OnServer || e.Upload != 0 }
+
+// touchListed records that a directory's listing was taken without
+// applying it, so that it is not asked for again at once.
+func (c *Cache) touchListed(dir Entry, now time.Time) error {
+	dir.ListedAt = now
+	err := c.db.Update(func(txn *badger.Txn) error { return txn.Set(entryKey(dir.Ino), dir.marshal()) })
+	if err != nil {
+		return fmt.Errorf("apply listing of inode %d: %w", dir.Ino, err)
+	}
+	c.mem.put(dir)
+	return nil
 }
 
 // contentDiffers applies DESIGN.md's rule: a different size, or an mtime

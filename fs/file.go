@@ -2,10 +2,14 @@ package fs
 
 import (
 	"context"
+	"io"
 	"syscall"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
 )
 
 // fileNode is a regular file. Like dirNode it holds only its inode number.
@@ -36,21 +40,53 @@ func (n *fileNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 	return 0
 }
 
-// Open hands out a read handle. The kernel keeps the file's pages across
-// opens (FOPEN_KEEP_CACHE): the Notifier drops them when the content
-// changes on the server.
+// Open hands out a handle. A file opened for writing (or truncated) is
+// first made local: its server content copied into the cache's local file,
+// where writes then land. The kernel keeps the file's pages across opens
+// (FOPEN_KEEP_CACHE): the Notifier drops them when the content changes on
+// the server.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	if flags&syscall.O_ACCMODE != syscall.O_RDONLY || flags&syscall.O_TRUNC != 0 {
+	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
+	trunc := flags&syscall.O_TRUNC != 0 && write
+	if n.fs.opts.ReadOnly && (write || flags&syscall.O_TRUNC != 0) {
 		return nil, 0, syscall.EROFS
 	}
-	if _, err := n.fs.opts.Cache.Get(n.ino()); err != nil {
+	e, err := n.fs.opts.Cache.Get(n.ino())
+	if err != nil {
 		return nil, 0, n.fs.toErrno("open", err)
 	}
-	return &handle{node: n}, fuse.FOPEN_KEEP_CACHE, 0
+	if !write && !e.Local {
+		return &handle{node: n}, fuse.FOPEN_KEEP_CACHE, 0
+	}
+	if err := n.fs.opts.Cache.OpenLocal(n.ino(), write, trunc, n.fs.fill(ctx)); err != nil {
+		return nil, 0, n.fs.toErrno("open", err)
+	}
+	return &handle{node: n, local: true, write: write}, fuse.FOPEN_KEEP_CACHE, 0
+}
+
+// fill copies a server file into w through the Fetcher, for OpenLocal.
+func (fsys *filesystem) fill(ctx context.Context) cache.Filler {
+	return func(e cache.Entry, w io.WriterAt) error {
+		buf := make([]byte, cache.BlockSize)
+		for off := int64(0); off < e.Size; {
+			n, err := fsys.opts.Fetcher.ReadAt(ctx, e, buf, off)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				return io.ErrUnexpectedEOF
+			}
+			if _, err := w.WriteAt(buf[:n], off); err != nil {
+				return err
+			}
+			off += int64(n)
+		}
+		return nil
+	}
 }
 
 func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
-	return getxattr(attr, dest)
+	return n.fs.getxattr(n.ino(), attr, dest)
 }
 
 func (n *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
@@ -58,37 +94,142 @@ func (n *fileNode) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.
 }
 
 func (n *fileNode) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
-	return syscall.EROFS
+	if n.fs.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	return syscall.ENOTSUP
 }
 
 func (n *fileNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
-	return syscall.EROFS
+	if n.fs.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	return syscall.ENOTSUP
 }
 
+// Setattr changes size (truncate), mtime and mode. Mode is kept in the cache
+// and shown (the FTP target cannot set it); owners are not ours to change
+// and are ignored, as on most network mounts.
 func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
-	return syscall.EROFS
+	if n.fs.opts.ReadOnly {
+		return syscall.EROFS
+	}
+	c, ino := n.fs.opts.Cache, n.ino()
+	if size, ok := in.GetSize(); ok {
+		if err := c.OpenLocal(ino, true, size == 0, n.fs.fill(ctx)); err != nil {
+			return n.fs.toErrno("truncate", err)
+		}
+		err := c.TruncateLocal(ino, int64(size))
+		if err == nil {
+			err = c.Commit(ino, false)
+		}
+		c.Release(ino, true)
+		if err != nil {
+			return n.fs.toErrno("truncate", err)
+		}
+	}
+	if mode, ok := in.GetMode(); ok {
+		if _, err := c.SetMode(ino, fileMode(mode)); err != nil {
+			return n.fs.toErrno("chmod", err)
+		}
+	}
+	if mt, ok := in.GetMTime(); ok {
+		if err := c.OpenLocal(ino, false, false, n.fs.fill(ctx)); err != nil {
+			return n.fs.toErrno("utimens", err)
+		}
+		_, err := c.SetModTime(ino, mt)
+		c.Release(ino, false)
+		if err != nil {
+			return n.fs.toErrno("utimens", err)
+		}
+	}
+	return n.Getattr(ctx, f, out)
 }
 
 func (n *fileNode) OnForget() { n.fs.opts.Notifier.forget(n.ino(), n.EmbeddedInode()) }
 
-// handle is an open file. Reads take the entry's current state from the
-// cache each time, so a handle opened before a remote change reads the new
-// content after it (like a local file replaced in place).
+// handle is an open file. A handle on a file served from the server reads
+// the entry's current state from the cache each time, so a handle opened
+// before a remote change reads the new content after it (like a local file
+// replaced in place). A local handle reads and writes the local file.
 type handle struct {
-	node *fileNode // read only
+	node  *fileNode // read only
+	local bool      // read only: opened through Cache.OpenLocal
+	write bool      // read only: may write
 }
 
-var _ = (gofs.FileReader)((*handle)(nil))
+var (
+	_ = (gofs.FileReader)((*handle)(nil))
+	_ = (gofs.FileWriter)((*handle)(nil))
+	_ = (gofs.FileFlusher)((*handle)(nil))
+	_ = (gofs.FileFsyncer)((*handle)(nil))
+	_ = (gofs.FileReleaser)((*handle)(nil))
+)
 
 func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
-	fsys := h.node.fs
-	e, err := fsys.opts.Cache.Get(h.node.ino())
+	fsys, ino := h.node.fs, h.node.ino()
+	e, err := fsys.opts.Cache.Get(ino)
 	if err != nil {
 		return nil, fsys.toErrno("read", err)
 	}
-	n, err := fsys.opts.Fetcher.ReadAt(ctx, e, dest, off)
+	var n int
+	if h.local || e.Local {
+		n, err = fsys.opts.Cache.ReadLocal(ino, dest, off)
+	} else {
+		n, err = fsys.opts.Fetcher.ReadAt(ctx, e, dest, off)
+	}
 	if err != nil {
 		return nil, fsys.toErrno("read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
+}
+
+func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
+	if !h.write {
+		return 0, syscall.EBADF
+	}
+	n, err := h.node.fs.opts.Cache.WriteLocal(h.node.ino(), data, off)
+	if err != nil {
+		return uint32(n), h.node.fs.toErrno("write", err)
+	}
+	return uint32(n), 0
+}
+
+// Flush runs at every close(2): what was written is committed with its
+// upload queued, so a closed file survives a crash.
+func (h *handle) Flush(ctx context.Context) syscall.Errno {
+	if !h.write {
+		return 0
+	}
+	return h.node.fs.toErrno("close", h.node.fs.opts.Cache.Commit(h.node.ino(), false))
+}
+
+func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
+	if !h.write {
+		return 0
+	}
+	fsys, ino := h.node.fs, h.node.ino()
+	if err := fsys.opts.Cache.Commit(ino, true); err != nil {
+		return fsys.toErrno("fsync", err)
+	}
+	if fsys.opts.FsyncUpload && fsys.opts.Writeback != nil {
+		ctx, cancel := context.WithTimeout(ctx, fsyncUploadTimeout)
+		defer cancel()
+		if err := fsys.opts.Writeback.FlushFile(ctx, ino); err != nil {
+			fsys.opts.Log.WithError(err).Warn("fsync: the file did not reach the server")
+			return syscall.EIO
+		}
+	}
+	return 0
+}
+
+// fsyncUploadTimeout bounds how long fsync waits for the server with
+// --fsync=upload before it reports EIO (the upload stays queued).
+const fsyncUploadTimeout = 2 * time.Minute
+
+func (h *handle) Release(ctx context.Context) syscall.Errno {
+	if h.local {
+		h.node.fs.opts.Cache.Release(h.node.ino(), h.write)
+	}
+	return 0
 }

@@ -4,8 +4,10 @@
 // invalidation when the tree changes underneath. State, policy and locking
 // live in cache/ and sync/.
 //
-// The mount is read-only for now: every call that would change something
-// fails with EROFS.
+// Writes complete in the cache at local speed (cache.Create, Commit,
+// Rename, ...); the write-back runner in sync/ sends them to the server.
+// With Options.ReadOnly every call that would change something fails with
+// EROFS.
 package fs
 
 import (
@@ -32,6 +34,18 @@ type Options struct {
 	Lister   *sync.Lister
 	Notifier *Notifier // registry of live nodes for kernel notifications
 	Log      logrus.FieldLogger
+
+	// ReadOnly refuses every change (EROFS).
+	ReadOnly bool
+	// Writeback, if set, lets fsync wait for the upload (FsyncUpload).
+	Writeback *sync.Writeback
+	// FsyncUpload makes fsync return only once the file is on the server
+	// (EIO if it cannot get there); otherwise fsync is durable locally.
+	FsyncUpload bool
+	// ControlSocket is the status socket's path, shown on the root as the
+	// extended attribute user.ftpsync.socket so that the status, flush and
+	// unmount commands find it from the mount point.
+	ControlSocket string
 
 	// EntryTimeout and AttrTimeout are how long the kernel may trust names
 	// and attributes without asking (default 1h): the cache tells the kernel
@@ -84,8 +98,11 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 	// Read-only: mount(2) takes it as a flag, fusermount3 as an option.
 	if os.Geteuid() == 0 {
 		mo.DirectMount = true
-		mo.DirectMountFlags = syscall.MS_NODEV | syscall.MS_NOSUID | syscall.MS_RDONLY
-	} else {
+		mo.DirectMountFlags = syscall.MS_NODEV | syscall.MS_NOSUID
+		if opts.ReadOnly {
+			mo.DirectMountFlags |= syscall.MS_RDONLY
+		}
+	} else if opts.ReadOnly {
 		mo.Options = append(mo.Options, "ro")
 	}
 	root := &dirNode{fs: fsys}
@@ -137,13 +154,27 @@ func (fsys *filesystem) toErrno(op string, err error) syscall.Errno {
 		return syscall.ENOTDIR
 	case errors.Is(err, target.ErrPermission):
 		return syscall.EACCES
+	case errors.Is(err, cache.ErrExist):
+		return syscall.EEXIST
+	case errors.Is(err, cache.ErrIsDir):
+		return syscall.EISDIR
+	case errors.Is(err, cache.ErrNotEmpty):
+		return syscall.ENOTEMPTY
+	case errors.Is(err, cache.ErrInvalid):
+		return syscall.EINVAL
 	}
 	fsys.opts.Log.WithError(err).WithField("op", op).Warn("request failed; answering EIO")
 	return syscall.EIO
 }
 
-// fillAttr fills kernel attributes from a cache entry.
+// fillAttr fills kernel attributes from a cache entry; a file open through
+// the mount shows its local file's current size.
 func (fsys *filesystem) fillAttr(e cache.Entry, a *fuse.Attr) {
+	if !e.IsDir && e.Local {
+		if n, ok := fsys.opts.Cache.OpenSize(e.Ino); ok {
+			e.Size = n
+		}
+	}
 	a.Ino = e.Ino
 	perm := uint32(e.Mode.Perm())
 	if e.IsDir {
@@ -186,13 +217,27 @@ func (fsys *filesystem) newChild(ctx context.Context, parent *gofs.Inode, e cach
 }
 
 // Extended attributes answer at once from the cache, never the server.
-const stateXattr = "user.ftpsync.state"
+const (
+	stateXattr  = "user.ftpsync.state"
+	socketXattr = "user.ftpsync.socket"
+)
 
-func getxattr(attr string, dest []byte) (uint32, syscall.Errno) {
-	if attr != stateXattr {
+func (fsys *filesystem) getxattr(ino uint64, attr string, dest []byte) (uint32, syscall.Errno) {
+	switch {
+	case attr == socketXattr && ino == cache.RootIno && fsys.opts.ControlSocket != "":
+		return copyXattr(dest, fsys.opts.ControlSocket)
+	case attr != stateXattr:
 		return 0, syscall.ENODATA
 	}
-	return copyXattr(dest, "clean")
+	e, err := fsys.opts.Cache.Get(ino)
+	if err != nil {
+		return 0, fsys.toErrno("getxattr", err)
+	}
+	state := "clean"
+	if e.Dirty || e.Upload != 0 {
+		state = "pending"
+	}
+	return copyXattr(dest, state)
 }
 
 func listxattr(dest []byte) (uint32, syscall.Errno) {

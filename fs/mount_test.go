@@ -67,6 +67,9 @@ type mountOpts struct {
 	cacheDir     string        // default: a new temp dir
 	maxSize      int64
 	dirCacheTime time.Duration
+	readOnly     bool
+	writeBack    time.Duration // the upload delay; default 10ms
+	noRunner     bool          // queue writes but never upload them
 }
 
 // testMount is a mounted filesystem over a target, and its layers.
@@ -80,6 +83,7 @@ type testMount struct {
 	notifier  *Notifier
 	sent      chan struct{} // receives after each batch of kernel notifications
 	server    *fuse.Server
+	wb        *sync.Writeback // nil with noRunner or readOnly
 	log       *logrus.Logger
 	unmounted bool
 	closers   []func() // layers to close after unmounting
@@ -126,11 +130,25 @@ func mount(t *testing.T, o mountOpts) *testMount {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.server, err = Mount(m.dir, Options{Cache: c, Fetcher: fetcher, Lister: m.lister, Notifier: notifier, Log: log, Debug: os.Getenv("FTPSYNC_FUSE_DEBUG") != ""})
+	if !o.readOnly && !o.noRunner {
+		if o.writeBack == 0 {
+			o.writeBack = 10 * time.Millisecond
+		}
+		m.wb, err = sync.NewWriteback(sync.WritebackOptions{Target: m.tgt, Cache: c, Log: log, Delay: o.writeBack,
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, OnChange: notifier.Changed})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	m.server, err = Mount(m.dir, Options{Cache: c, Fetcher: fetcher, Lister: m.lister, Notifier: notifier, Log: log,
+		ReadOnly: o.readOnly, Writeback: m.wb, Debug: os.Getenv("FTPSYNC_FUSE_DEBUG") != ""})
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}
 	m.closers = []func(){m.lister.Close, fetcher.Close, notifier.Close, func() { c.Close() }, func() { o.target.Close() }}
+	if m.wb != nil {
+		m.closers = append([]func(){m.wb.Close}, m.closers...)
+	}
 	t.Cleanup(func() { m.close(t) })
 	return m
 }
@@ -146,6 +164,21 @@ func (m *testMount) close(t *testing.T) {
 	m.unmount(t)
 	for _, f := range m.closers {
 		f()
+	}
+}
+
+// flush unmounts the mount and uploads everything queued, as the command
+// does at unmount, failing the test if something did not get there.
+func (m *testMount) flush(t *testing.T) {
+	t.Helper()
+	m.unmount(t)
+	if m.wb == nil {
+		t.Fatal("flush: this mount has no write-back runner")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := m.wb.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v", err)
 	}
 }
 

@@ -143,7 +143,7 @@ func TestReadTree(t *testing.T) {
 }
 
 func TestReadOnly(t *testing.T) {
-	m := mount(t, mountOpts{})
+	m := mount(t, mountOpts{readOnly: true})
 	writeTree(t, m.serverDir, map[string][]byte{"f": []byte("x"), "d/g": []byte("y")})
 	attempts := map[string]error{
 		"create": os.WriteFile(filepath.Join(m.dir, "new"), []byte("x"), 0o644),

@@ -1,0 +1,180 @@
+package cache
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+// What the write-back runner (sync/) asks of the cache: start an operation,
+// record its result, settle a conflict. Each is one transaction under
+// treeMu, so the runner and the mount's own changes never interleave
+// inside one.
+
+// Errors StartOp returns.
+var (
+	ErrGone = errors.New("operation withdrawn")      // superseded or its entry is gone: forget it
+	ErrBusy = errors.New("file is open for writing") // try again once it is closed
+)
+
+// StartOp marks operation seq as started and returns it with its entry (for
+// an upload: the file, which from now on counts as on the server, so that
+// later renames and deletes are sent after the upload). A file still open
+// for writing is not uploaded (ErrBusy) unless evenOpen (an fsync waits).
+func (c *Cache) StartOp(seq uint64, evenOpen bool) (Op, Entry, error) {
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	var o Op
+	var e Entry
+	gone := false
+	err := c._update(func(t *tx) error {
+		gone = false
+		var ok bool
+		var err error
+		if o, ok, err = t.hasOp(seq); err != nil {
+			return err
+		} else if !ok {
+			return ErrGone
+		}
+		if o.Kind != OpUpload {
+			return nil
+		}
+		if !evenOpen && c.OpenForWrite(o.Ino) {
+			return ErrBusy
+		}
+		e, err = t.get(o.Ino)
+		if errors.Is(err, ErrNotFound) || err == nil && (e.Parent == 0 || !e.Local) {
+			gone = true
+			return t.finish(seq)
+		}
+		if err != nil {
+			return err
+		}
+		if e.Upload == seq {
+			e.Upload, e.OnServer = 0, true
+			return t.put(e)
+		}
+		return nil
+	})
+	if err != nil {
+		return o, e, err
+	}
+	if gone {
+		return o, e, ErrGone
+	}
+	return o, e, nil
+}
+
+// FinishOp deletes a done operation from the journal.
+func (c *Cache) FinishOp(seq uint64) error {
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	return c._update(func(t *tx) error { return t.finish(seq) })
+}
+
+func (t *tx) finish(seq uint64) error {
+	if _, ok, err := t.hasOp(seq); err != nil || !ok {
+		return err
+	}
+	t.removed = append(t.removed, seq)
+	return t.txn.Delete(journalKey(seq))
+}
+
+// FinishUpload records a finished upload: the local file as it was sent
+// (gen and local) and the server's entry afterwards become the last-synced
+// state, and the file is clean unless it changed during the upload.
+func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote target.Entry) error {
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	return c._update(func(t *tx) error {
+		if err := t.finish(seq); err != nil {
+			return err
+		}
+		e, err := t.get(ino)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		e.Synced, e.SyncLocal = true, local
+		e.SyncRemote = SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
+		if e.LocalGen == gen && e.Upload == 0 {
+			e.Dirty = false
+		}
+		return t.put(e)
+	})
+}
+
+// KeepBoth settles a conflict found before uploading file ino at path p:
+// the server's version keeps the name (a new entry served from the server),
+// the local version moves to conflictName beside it and is queued for
+// upload under that name. It returns the changes for the kernel.
+func (c *Cache) KeepBoth(seq, ino uint64, conflictName string, remote target.Entry, now time.Time) ([]Change, error) {
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	var changes []Change
+	err := c._update(func(t *tx) error {
+		changes = nil
+		if err := t.finish(seq); err != nil {
+			return err
+		}
+		e, err := t.get(ino)
+		if err != nil {
+			return err
+		}
+		if e.Parent == 0 {
+			return nil
+		}
+		if _, err := lookupTxn(t.txn, e.Parent, conflictName); err == nil {
+			return fmt.Errorf("keep both: %q: %w", conflictName, ErrExist)
+		}
+		newIno, err := c.nextIno()
+		if err != nil {
+			return err
+		}
+		remote.Name = e.Name
+		srv := fromTarget(remote, newIno, e.Parent, now)
+		if err := t.txn.Set(childKey(e.Parent, e.Name), beBytes(newIno)); err != nil {
+			return err
+		}
+		if err := t.put(srv); err != nil {
+			return err
+		}
+		changes = append(changes, Change{Kind: ChangeRemoved, Parent: e.Parent, Name: e.Name, Ino: e.Ino},
+			Change{Kind: ChangeAdded, Parent: e.Parent, Name: conflictName, Ino: e.Ino},
+			Change{Kind: ChangeAdded, Parent: e.Parent, Name: e.Name, Ino: newIno})
+		e.Name, e.OnServer, e.Synced, e.Upload = conflictName, false, false, 0
+		if err := t.txn.Set(childKey(e.Parent, conflictName), beBytes(e.Ino)); err != nil {
+			return err
+		}
+		return t.changed(e)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("keep both versions of inode %d: %w", ino, err)
+	}
+	return changes, nil
+}
+
+// Requeue queues a fresh upload of a local file, for when the server lost
+// what an operation expected to find there (a rename whose source is gone).
+func (c *Cache) Requeue(ino uint64) error {
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	return c._update(func(t *tx) error {
+		e, err := t.get(ino)
+		if errors.Is(err, ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if e.IsDir || !e.Local || e.Parent == 0 {
+			return nil
+		}
+		e.OnServer = false
+		return t.changed(e)
+	})
+}

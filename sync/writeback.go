@@ -1,0 +1,504 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	gosync "sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+// WritebackOptions configures the write-back runner. The command line
+// fills it.
+type WritebackOptions struct {
+	Target target.Target
+	Cache  *cache.Cache
+	Log    logrus.FieldLogger
+	// Delay is how long after a file's last change its upload waits, so
+	// that a file written in several opens is sent once (default 2s).
+	Delay time.Duration
+	// Transfers is how many operations run at once (default 4).
+	Transfers int
+	// MinBackoff and MaxBackoff bound the wait before a failed operation is
+	// tried again; it doubles from one to the other (default 1s, 5m).
+	MinBackoff, MaxBackoff time.Duration
+	// OnChange, if set, is told of tree changes the runner makes (a
+	// conflict copy), for the kernel.
+	OnChange func([]cache.Change)
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// flushAttempts is how often a flush tries a failing operation before it
+// reports it and leaves it queued for later.
+const flushAttempts = 3
+
+// scanLimit bounds how far past the journal's head one scheduling round
+// looks, so that a queue of many thousand operations costs little per
+// round; operations further back start once the head drains.
+const scanLimit = 4096
+
+// Writeback carries the journal's operations out on the server: in journal
+// order where their paths overlap (a folder before the files in it, an
+// upload before a rename of it), in parallel where they do not. Uploads
+// wait Delay after their file's last change and until no handle can write
+// the file. Failures are retried with back-off and stay in the journal
+// across restarts.
+//
+// Lock order: cache's tree lock, then Writeback.mu (the journal hook runs
+// under the tree lock). Writeback.mu is never held while calling the cache
+// or the target.
+type Writeback struct {
+	opts WritebackOptions // read only
+	ctx  context.Context  // cancelled by Close
+	stop context.CancelFunc
+	wg   gosync.WaitGroup // the loop and running operations
+	wake chan struct{}    // capacity 1
+
+	mu       gosync.Mutex // protects the following
+	ops      map[uint64]*opState
+	order    []uint64 // sequence numbers, ascending; may hold finished ones
+	running  int
+	flushing int            // flushes in progress
+	changed  chan struct{}  // closed and replaced whenever an operation ends
+	forced   map[uint64]int // files an fsync waits for: upload now, even while open
+	loaded   bool           // the journal was read
+	idle     bool           // the last round found nothing to start or wait for
+	stats    wbStats
+}
+
+// opState is the runner's view of one journal operation.
+type opState struct {
+	op        cache.Op
+	readyAt   time.Time // uploads: not before this (Delay)
+	notBefore time.Time // after a failure: back-off
+	running   bool
+	cancel    context.CancelFunc // set while running
+	cancelled bool               // cancelled on purpose: retry at once
+	attempts  int
+	flushFail int // failures during the current flush
+	lastErr   error
+	progress  *uploadCounter // uploads: bytes sent so far
+	size      int64
+}
+
+// NewWriteback starts the runner. It reads the journal in the background,
+// so that a mount with a long queue is ready at once.
+func NewWriteback(opts WritebackOptions) (*Writeback, error) {
+	if opts.Target == nil || opts.Cache == nil || opts.Log == nil {
+		return nil, errors.New("sync: WritebackOptions needs Target, Cache and Log")
+	}
+	if opts.Delay < 0 {
+		opts.Delay = 0
+	}
+	if opts.Transfers <= 0 {
+		opts.Transfers = 4
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = time.Second
+	}
+	if opts.MaxBackoff < opts.MinBackoff {
+		opts.MaxBackoff = max(opts.MinBackoff, 5*time.Minute)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	w := &Writeback{opts: opts, ctx: ctx, stop: stop, wake: make(chan struct{}, 1),
+		ops: make(map[uint64]*opState), changed: make(chan struct{}), forced: make(map[uint64]int)}
+	w.wg.Add(1)
+	go w.loop()
+	return w, nil
+}
+
+// Close stops the runner; running operations are cancelled and stay in the
+// journal.
+func (w *Writeback) Close() {
+	w.opts.Cache.SetJournalHook(nil)
+	w.stop()
+	w.wg.Wait()
+}
+
+func (w *Writeback) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// hook receives journal changes from the cache, under its tree lock.
+func (w *Writeback) hook(ev cache.JournalEvent) {
+	w.mu.Lock()
+	for _, o := range ev.Added {
+		w._add(o)
+		if o.Kind == cache.OpRemove || o.Kind == cache.OpRename {
+			w._cancelUploadOf(o.Ino)
+		}
+	}
+	for _, seq := range ev.Removed {
+		if st := w.ops[seq]; st != nil && !st.running {
+			delete(w.ops, seq)
+		}
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+func (w *Writeback) _add(o cache.Op) {
+	if _, ok := w.ops[o.Seq]; ok {
+		return
+	}
+	st := &opState{op: o}
+	if o.Kind == cache.OpUpload {
+		st.readyAt = o.Queued.Add(w.opts.Delay)
+	}
+	w.ops[o.Seq] = st
+	if n := len(w.order); n > 0 && w.order[n-1] > o.Seq {
+		i := sort.Search(n, func(i int) bool { return w.order[i] >= o.Seq })
+		w.order = append(w.order[:i], append([]uint64{o.Seq}, w.order[i:]...)...)
+		return
+	}
+	w.order = append(w.order, o.Seq)
+}
+
+// _cancelUploadOf stops a running upload of a file that was just deleted
+// or renamed: the rest of it would be wasted, and the retry notices.
+func (w *Writeback) _cancelUploadOf(ino uint64) {
+	for _, st := range w.ops {
+		if st.running && st.op.Kind == cache.OpUpload && st.op.Ino == ino && st.cancel != nil {
+			st.cancelled = true
+			st.cancel()
+		}
+	}
+}
+
+func (w *Writeback) loop() {
+	defer w.wg.Done()
+	// Attaching reads the journal under the cache's tree lock, so that no
+	// change slips between the read and the hook.
+	ops, err := w.opts.Cache.AttachJournal(w.hook)
+	if err != nil {
+		w.opts.Log.WithError(err).Error("cannot read the write-back journal; queued changes wait for the next mount")
+	}
+	w.mu.Lock()
+	for _, o := range ops {
+		w._add(o)
+	}
+	w.loaded = true
+	w.mu.Unlock()
+	if len(ops) > 0 {
+		w.opts.Log.WithField("operations", len(ops)).Info("resuming the write-back queue")
+	}
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		w.mu.Lock()
+		start, next := w._pick(w.opts.Now())
+		w.mu.Unlock()
+		for _, st := range start {
+			w.wg.Add(1)
+			go w.run(st)
+		}
+		w.broadcast()
+		wait := time.Hour
+		if !next.IsZero() {
+			wait = max(next.Sub(w.opts.Now()), time.Millisecond)
+		}
+		timer.Reset(wait)
+		select {
+		case <-w.ctx.Done():
+			return
+		case <-w.wake:
+		case <-timer.C:
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// _pick chooses operations to start now and returns when the next one
+// waiting on time becomes ready (zero: none). An operation may start when
+// no earlier unfinished operation touches the same path, an ancestor or a
+// descendant of it.
+func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
+	busy := make(map[string]bool)    // paths of earlier unfinished operations
+	busyAnc := make(map[string]bool) // their proper ancestors
+	live := w.order[:0]
+	scanned := 0
+	waiting := false
+	for _, seq := range w.order {
+		st := w.ops[seq]
+		if st == nil {
+			continue
+		}
+		live = append(live, seq)
+		if scanned >= scanLimit {
+			waiting = true
+			continue
+		}
+		scanned++
+		conflict := false
+		for _, p := range st.op.Paths() {
+			if busy[p] || busyAnc[p] || hasBusyAncestor(busy, p) {
+				conflict = true
+			}
+		}
+		if !st.running && !conflict {
+			forced := st.op.Kind == cache.OpUpload && w.forced[st.op.Ino] > 0
+			at := st.notBefore
+			if st.op.Kind == cache.OpUpload && w.flushing == 0 && !forced && st.readyAt.After(at) {
+				at = st.readyAt
+			}
+			givenUp := (w.flushing > 0 || forced) && st.flushFail >= flushAttempts
+			switch {
+			case givenUp:
+			case at.After(now):
+				waiting = true
+				if next.IsZero() || at.Before(next) {
+					next = at
+				}
+			case st.op.Kind == cache.OpUpload && !forced && w.opts.Cache.OpenForWrite(st.op.Ino):
+				waiting = true // Release wakes us
+			case w.running < w.opts.Transfers:
+				st.running = true
+				w.running++
+				start = append(start, st)
+			default:
+				waiting = true
+			}
+		}
+		for _, p := range st.op.Paths() {
+			busy[p] = true
+			for d := parentPath(p); d != ""; d = parentPath(d) {
+				busyAnc[d] = true
+			}
+		}
+	}
+	w.order = live
+	w.idle = w.loaded && w.running == 0 && len(start) == 0 && !waiting
+	return start, next
+}
+
+func parentPath(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		return p[:i]
+	}
+	return ""
+}
+
+func hasBusyAncestor(busy map[string]bool, p string) bool {
+	for d := parentPath(p); d != ""; d = parentPath(d) {
+		if busy[d] {
+			return true
+		}
+	}
+	return false
+}
+
+// broadcast wakes everyone waiting for the queue to change.
+func (w *Writeback) broadcast() {
+	w.mu.Lock()
+	close(w.changed)
+	w.changed = make(chan struct{})
+	w.mu.Unlock()
+}
+
+// run carries out one operation and records the outcome.
+func (w *Writeback) run(st *opState) {
+	defer w.wg.Done()
+	ctx, cancel := context.WithCancel(w.ctx)
+	w.mu.Lock()
+	st.cancel = cancel
+	w.mu.Unlock()
+	w.mu.Lock()
+	forced := st.op.Kind == cache.OpUpload && w.forced[st.op.Ino] > 0
+	w.mu.Unlock()
+	err := w.do(ctx, st, forced)
+	cancel()
+	now := w.opts.Now()
+	w.mu.Lock()
+	st.running, st.cancel = false, nil
+	w.running--
+	switch {
+	case err == nil, errors.Is(err, cache.ErrGone):
+		delete(w.ops, st.op.Seq)
+		if err == nil {
+			w.stats.done++
+		}
+	case errors.Is(err, cache.ErrBusy):
+	case st.cancelled || w.ctx.Err() != nil:
+		st.cancelled = false
+	default:
+		st.attempts++
+		st.lastErr = err
+		if w.flushing > 0 || w.forced[st.op.Ino] > 0 {
+			st.flushFail++
+		}
+		st.notBefore = now.Add(w.backoff(st.attempts))
+		w.stats.addError(now, st.op, err)
+		w.opts.Log.WithError(err).WithField("attempt", st.attempts).Warnf("%s failed; trying again in %s", st.op, st.notBefore.Sub(now).Round(time.Millisecond))
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// backoff doubles from MinBackoff to MaxBackoff; during a flush it stays
+// short, since someone is waiting.
+func (w *Writeback) backoff(attempts int) time.Duration {
+	d := w.opts.MinBackoff
+	for i := 1; i < attempts && d < w.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, w.opts.MaxBackoff)
+	if w.flushing > 0 {
+		d = min(d, w.opts.MinBackoff)
+	}
+	return d
+}
+
+// Flush starts every queued operation now (ignoring Delay) and waits until
+// the journal is empty. If operations keep failing (flushAttempts each) it
+// returns an error naming them; they stay queued. Files still open for
+// writing keep Flush waiting until they are closed or ctx ends.
+func (w *Writeback) Flush(ctx context.Context) error {
+	w.mu.Lock()
+	w.flushing++
+	w.idle = false
+	for _, st := range w.ops {
+		st.flushFail = 0
+		st.notBefore = time.Time{}
+	}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		w.flushing--
+		w.mu.Unlock()
+	}()
+	w.signal()
+	for {
+		w.mu.Lock()
+		ch := w.changed
+		n := len(w.ops)
+		idle := w.idle
+		var failed []string
+		if idle && n > 0 {
+			failed = w._failedOps()
+		}
+		w.mu.Unlock()
+		if w.loadedAndEmpty(n) {
+			return nil
+		}
+		if idle && len(failed) > 0 {
+			return &FlushError{Failed: failed}
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("flush: %w (%d operations still queued)", ctx.Err(), n)
+		case <-w.ctx.Done():
+			return fmt.Errorf("flush: the runner stopped with %d operations queued", n)
+		}
+	}
+}
+
+func (w *Writeback) loadedAndEmpty(n int) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.loaded && n == 0
+}
+
+// _failedOps describes the operations left after a flush gave up.
+func (w *Writeback) _failedOps() []string {
+	var out []string
+	for _, seq := range w.order {
+		st := w.ops[seq]
+		if st == nil {
+			continue
+		}
+		msg := st.op.String()
+		if st.lastErr != nil {
+			msg += ": " + st.lastErr.Error()
+		} else {
+			msg += ": waits for an earlier operation"
+		}
+		out = append(out, msg)
+	}
+	return out
+}
+
+// FlushError lists what a flush could not bring to the server.
+type FlushError struct{ Failed []string }
+
+func (e *FlushError) Error() string {
+	const show = 10
+	msg := fmt.Sprintf("%d operations did not reach the server and stay queued for the next mount", len(e.Failed))
+	for i, f := range e.Failed {
+		if i == show {
+			msg += fmt.Sprintf("\n  ... and %d more", len(e.Failed)-show)
+			break
+		}
+		msg += "\n  " + f
+	}
+	return msg
+}
+
+// FlushFile uploads file ino now, even while it is open (fsync with
+// --fsync=upload), and waits until the journal holds no upload of it. It
+// fails once that upload failed flushAttempts times; it stays queued.
+func (w *Writeback) FlushFile(ctx context.Context, ino uint64) error {
+	w.mu.Lock()
+	w.forced[ino]++
+	for _, st := range w.ops {
+		if st.op.Ino == ino {
+			st.flushFail, st.notBefore = 0, time.Time{}
+		}
+	}
+	w.mu.Unlock()
+	defer func() {
+		w.mu.Lock()
+		if w.forced[ino]--; w.forced[ino] <= 0 {
+			delete(w.forced, ino)
+		}
+		w.mu.Unlock()
+	}()
+	w.signal()
+	for {
+		w.mu.Lock()
+		ch := w.changed
+		pending := !w.loaded
+		var failed error
+		for _, st := range w.ops {
+			if st.op.Kind == cache.OpUpload && st.op.Ino == ino {
+				pending = true
+				if st.flushFail >= flushAttempts && !st.running {
+					failed = st.lastErr
+				}
+			}
+		}
+		w.mu.Unlock()
+		if !pending {
+			return nil
+		}
+		if failed != nil {
+			return failed
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("upload of inode %d: %w", ino, ctx.Err())
+		case <-w.ctx.Done():
+			return fmt.Errorf("upload of inode %d: the runner stopped", ino)
+		}
+	}
+}

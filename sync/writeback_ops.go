@@ -1,0 +1,246 @@
+package sync
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+)
+
+// do carries out one operation on the server and records it in the cache.
+func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
+	c, tg := w.opts.Cache, w.opts.Target
+	o, e, err := c.StartOp(st.op.Seq, evenOpen)
+	if err != nil {
+		return err
+	}
+	switch o.Kind {
+	case cache.OpUpload:
+		return w.upload(ctx, st, o, e)
+	case cache.OpMkdir:
+		err = tg.Mkdir(ctx, o.Path)
+		if errors.Is(err, target.ErrExist) {
+			var te target.Entry
+			if te, err = tg.Stat(ctx, o.Path); err == nil && !te.IsDir {
+				err = fmt.Errorf("mkdir /%s: a file of that name is on the server", o.Path)
+			}
+		}
+	case cache.OpRmdir:
+		err = tg.Rmdir(ctx, o.Path)
+		switch {
+		case errors.Is(err, target.ErrNotFound):
+			err = nil
+		case errors.Is(err, target.ErrNotEmpty):
+			// Someone put files there meanwhile: not an rmtree (DESIGN.md).
+			w.conflict(o, "the folder was deleted here but holds new files on the server; it is kept there")
+			err = nil
+		}
+	case cache.OpRemove:
+		err = w.remove(ctx, o)
+	case cache.OpRename:
+		err = tg.Rename(ctx, o.Path, o.To)
+		if errors.Is(err, target.ErrNotFound) {
+			w.opts.Log.WithField("path", "/"+o.Path).Warn("renaming on the server: the source is gone there; uploading the local copy instead")
+			err = c.Requeue(o.Ino)
+		}
+	default:
+		err = fmt.Errorf("unknown journal operation %d", o.Kind)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", o, err)
+	}
+	return c.FinishOp(o.Seq)
+}
+
+// remove deletes a file on the server unless the server changed it since
+// the last sync (then it is a conflict and the server's version stays).
+func (w *Writeback) remove(ctx context.Context, o cache.Op) error {
+	tg := w.opts.Target
+	if o.Synced {
+		cur, err := tg.Stat(ctx, o.Path)
+		if errors.Is(err, target.ErrNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rec := &Record{Remote: sideOf(o.Record)}
+		d := Classify(Input{Remote: &cur, Record: rec, LocalDirty: DirtyNo})
+		if d.Action == Conflict {
+			w.conflict(o, "deleted here but changed on the server; the server's version is kept")
+			return nil
+		}
+	}
+	err := tg.Remove(ctx, o.Path)
+	if errors.Is(err, target.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+func sideOf(s cache.SideState) Side {
+	return Side{Size: s.Size, ModTime: s.ModTime, Precision: s.Precision}
+}
+
+// upload sends a file's local content, after checking with Classify that
+// the server's copy did not change since the last sync.
+func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache.Entry) error {
+	c, tg := w.opts.Cache, w.opts.Target
+	f, err := c.OpenContent(e.Ino)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("upload /%s: %w", o.Path, err)
+	}
+	size := fi.Size()
+	local := target.Entry{Name: target.Base(o.Path), Size: size, ModTime: e.ModTime, Precision: e.Precision}
+	remote, err := tg.Stat(ctx, o.Path)
+	var rp *target.Entry
+	switch {
+	case err == nil:
+		rp = &remote
+	case !errors.Is(err, target.ErrNotFound):
+		return fmt.Errorf("upload /%s: check the server's copy: %w", o.Path, err)
+	}
+	var rec *Record
+	if e.Synced {
+		rec = &Record{Local: sideOf(e.SyncLocal), Remote: sideOf(e.SyncRemote)}
+	}
+	if rp != nil && SameFile(local, *rp) && (local.Precision > 0 || remote.ModTime.Equal(local.ModTime)) {
+		// Already there: an earlier upload finished but was not recorded
+		// (a crash), or someone stored the very same file.
+		return c.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, remote)
+	}
+	d := Classify(Input{Local: &local, Remote: rp, Record: rec, LocalDirty: DirtyYes})
+	if d.Action == Conflict && rp != nil {
+		return w.keepBoth(o, e, remote, d)
+	}
+	counter := &uploadCounter{r: io.NewSectionReader(f, 0, size)}
+	w.mu.Lock()
+	st.progress, st.size = counter, size
+	w.mu.Unlock()
+	got, err := tg.Write(ctx, o.Path, counter, target.WriteOptions{ModTime: e.ModTime, Size: size})
+	if err != nil {
+		return fmt.Errorf("upload /%s: %w", o.Path, err)
+	}
+	w.mu.Lock()
+	w.stats.bytes += size
+	w.mu.Unlock()
+	return c.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got)
+}
+
+// keepBoth is the default resolution (DESIGN.md): the server's version keeps
+// the name, the local one is saved beside it as a conflict copy, in the
+// mount and (by the upload KeepBoth queues) on the server.
+func (w *Writeback) keepBoth(o cache.Op, e cache.Entry, remote target.Entry, d Decision) error {
+	name := target.Base(ConflictName(o.Path, w.opts.Now()))
+	changes, err := w.opts.Cache.KeepBoth(o.Seq, e.Ino, name, remote, w.opts.Now())
+	if err != nil {
+		return err
+	}
+	w.conflict(o, fmt.Sprintf("%s; the local version is saved as %s", d.Conflict, name))
+	if w.opts.OnChange != nil && len(changes) > 0 {
+		w.opts.OnChange(changes)
+	}
+	return nil
+}
+
+// conflict records and logs a conflict the runner settled.
+func (w *Writeback) conflict(o cache.Op, what string) {
+	w.opts.Log.WithField("path", "/"+o.Path).Warn("conflict: " + what)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.stats.conflicts = append(w.stats.conflicts, SettledConflict{Path: o.Path, What: what, At: w.opts.Now()})
+	if len(w.stats.conflicts) > maxKept {
+		w.stats.conflicts = w.stats.conflicts[len(w.stats.conflicts)-maxKept:]
+	}
+}
+
+// uploadCounter counts the bytes an upload read, for status.
+type uploadCounter struct {
+	r io.Reader
+	n atomic.Int64
+}
+
+func (c *uploadCounter) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+// maxKept bounds the conflicts and errors status remembers.
+const maxKept = 50
+
+// SettledConflict is one conflict the runner settled.
+type SettledConflict struct {
+	Path string    `json:"path"`
+	What string    `json:"what"`
+	At   time.Time `json:"at"`
+}
+
+// OpError is one failed attempt.
+type OpError struct {
+	Op    string    `json:"op"`
+	Error string    `json:"error"`
+	At    time.Time `json:"at"`
+}
+
+type wbStats struct {
+	done      int64
+	bytes     int64
+	conflicts []SettledConflict
+	errors    []OpError
+}
+
+func (s *wbStats) addError(at time.Time, o cache.Op, err error) {
+	s.errors = append(s.errors, OpError{Op: o.String(), Error: err.Error(), At: at})
+	if len(s.errors) > maxKept {
+		s.errors = s.errors[len(s.errors)-maxKept:]
+	}
+}
+
+// InFlight is one running operation.
+type InFlight struct {
+	Op   string `json:"op"`
+	Sent int64  `json:"sent"` // bytes, for uploads
+	Size int64  `json:"size"`
+}
+
+// WritebackStatus is what `ftpsync-mount status` shows of the queue.
+type WritebackStatus struct {
+	Pending   int               `json:"pending"` // queued operations, running ones included
+	Running   []InFlight        `json:"running"`
+	Done      int64             `json:"done"`       // operations finished since the mount started
+	BytesSent int64             `json:"bytes_sent"` // by finished uploads
+	Conflicts []SettledConflict `json:"conflicts"`
+	Errors    []OpError         `json:"errors"`
+	Loaded    bool              `json:"loaded"` // the journal was read
+}
+
+// Status reports the queue.
+func (w *Writeback) Status() WritebackStatus {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := WritebackStatus{Pending: len(w.ops), Done: w.stats.done, BytesSent: w.stats.bytes, Loaded: w.loaded,
+		Conflicts: append([]SettledConflict(nil), w.stats.conflicts...), Errors: append([]OpError(nil), w.stats.errors...)}
+	for _, seq := range w.order {
+		st := w.ops[seq]
+		if st == nil || !st.running {
+			continue
+		}
+		f := InFlight{Op: st.op.String(), Size: st.size}
+		if st.progress != nil {
+			f.Sent = st.progress.n.Load()
+		}
+		s.Running = append(s.Running, f)
+	}
+	return s
+}
