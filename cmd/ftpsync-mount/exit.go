@@ -1,6 +1,12 @@
 package main
 
-import "strings"
+import (
+	"errors"
+	"strings"
+	"syscall"
+
+	"github.com/ftpsync-mount/ftpsync-mount/target/ftp"
+)
 
 // Exit statuses, as pyftpsync uses them so that scripts can switch over.
 const (
@@ -25,14 +31,21 @@ type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
 
-// isUsageError recognises our usage errors and cobra's, which are plain
-// errors with recognisable text.
+// isUsageError recognises our usage errors, a URL that cannot be parsed,
+// and cobra's errors, which are plain errors with recognisable text.
 func isUsageError(err error) bool {
 	if _, ok := err.(*usageError); ok {
 		return true
 	}
+	if errors.Is(err, ftp.ErrBadURL) {
+		return true
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return false // EINVAL's text is "invalid argument" too
+	}
 	msg := err.Error()
-	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "accepts ", "requires at least", "requires exactly", "invalid argument", "flag needs an argument", "bad flag syntax"} {
+	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "accepts ", "requires at least", "requires exactly", `invalid argument "`, "flag needs an argument", "bad flag syntax"} {
 		if strings.Contains(msg, p) {
 			return true
 		}

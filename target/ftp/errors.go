@@ -203,6 +203,11 @@ func (t *Target) explainConnect(ctx context.Context, err error) error {
 		return &setupError{msg: "connect to " + host + ": unknown host " + dnsErr.Name + " — check the host name in the URL", err: err}
 	case isTLSVerifyError(err):
 		return tlsVerifyError(host, err)
+	case t.password == "" && replyCode(err) >= codeSyntax && !errors.Is(err, errNoTLS):
+		// Servers refuse an empty PASS in their own words (goftp: 553
+		// "required param missing"); the cause is the missing password.
+		return &setupError{msg: "login as " + t.ep.User + " at " + host + " failed: " + err.Error() +
+			" — no password was found: set " + PasswordEnv + ", use --password-file or put the host in ~/.netrc", kind: target.ErrAuth, err: err}
 	case replyCode(err) == codeNotLoggedIn || replyCode(err) == codeNeedAccount:
 		return &setupError{msg: "login as " + t.ep.User + " at " + host + " failed: " + err.Error() +
 			" — check the password (" + PasswordEnv + ", --password-file or ~/.netrc)", kind: target.ErrAuth, err: err}

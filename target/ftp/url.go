@@ -110,8 +110,26 @@ var (
 // target.ValidName, so ".." and NUL, CR or LF are refused.
 //
 // Errors never hold the password, nor any part of the URL a misplaced password
-// could end up in.
+// could end up in. Every error matches ErrBadURL.
 func ParseURL(raw string) (Endpoint, error) {
+	ep, err := parseURL(raw)
+	if err != nil {
+		return Endpoint{}, &urlError{err: err}
+	}
+	return ep, nil
+}
+
+// ErrBadURL matches every error of ParseURL: the URL as typed is wrong,
+// which the command line reports as a usage error (exit status 2).
+var ErrBadURL = errors.New("bad URL")
+
+// urlError keeps ParseURL's message and adds ErrBadURL to what it matches.
+type urlError struct{ err error }
+
+func (e *urlError) Error() string   { return e.err.Error() }
+func (e *urlError) Unwrap() []error { return []error{e.err, ErrBadURL} }
+
+func parseURL(raw string) (Endpoint, error) {
 	u, err := url.Parse(raw)
 	if err != nil || u.Opaque != "" {
 		return Endpoint{}, errMalformedURL
