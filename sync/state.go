@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -29,6 +30,8 @@ type Store struct {
 	dir    string
 	copyOf string // a private copy opened by OpenStoreReadOnly, removed on Close
 	log    logrus.FieldLogger
+	// private: the store writes to dir, whose files Close makes private.
+	private bool
 }
 
 var keyIDs = []byte("i")
@@ -138,6 +141,9 @@ func openStore(dir, localID, remoteID string, log logrus.FieldLogger, readOnly b
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("state folder %s: %w", dir, err)
 		}
+		if err := makePrivate(dir); err != nil {
+			return nil, fmt.Errorf("state folder %s: %w", dir, err)
+		}
 	}
 	opts := badger.DefaultOptions(dir).
 		WithReadOnly(readOnly).
@@ -159,7 +165,7 @@ func openStore(dir, localID, remoteID string, log logrus.FieldLogger, readOnly b
 		}
 		return nil, fmt.Errorf("open state store %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, log: log}
+	s := &Store{db: db, dir: dir, log: log, private: !readOnly}
 	want := []byte(localID + "\x00" + remoteID)
 	check := db.Update
 	if readOnly {
@@ -191,6 +197,28 @@ func openStore(dir, localID, remoteID string, log logrus.FieldLogger, readOnly b
 	return s, nil
 }
 
+// makePrivate gives the state folder mode 0700 and its files 0600: they
+// hold the names of the user's files. Badger creates files with the
+// umask's mode, also during a run (new value-log and table files), so Close
+// calls it again; meanwhile the folder's own mode keeps others out.
+func makePrivate(dir string) error {
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, de := range des {
+		if de.Type().IsRegular() {
+			if err := os.Chmod(filepath.Join(dir, de.Name()), 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // Dir is the folder of the store.
 func (s *Store) Dir() string { return s.dir }
 
@@ -201,6 +229,11 @@ func (s *Store) Close() error {
 	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close state store %s: %w", s.dir, err)
+	}
+	if s.private && s.copyOf == "" {
+		if err := makePrivate(s.dir); err != nil {
+			return fmt.Errorf("close state store %s: %w", s.dir, err)
+		}
 	}
 	return nil
 }
