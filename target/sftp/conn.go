@@ -44,12 +44,13 @@ func (l *link) alive() bool {
 }
 
 // close ends the connection and every session on it; calls in flight fail
-// with a connection error.
+// with a connection error. The connection goes first: closing a session
+// waits for the server to confirm, which a silent server never does.
 func (l *link) close() {
+	_ = l.ssh.Close()
 	for _, s := range l.sessions {
 		_ = s.Close()
 	}
-	_ = l.ssh.Close()
 }
 
 // keepalive asks the server for a reply every interval and closes the
