@@ -86,10 +86,17 @@ func sshdEnv(t *testing.T) realSSHD {
 // TestContractOpenSSH runs the contract against Debian's OpenSSH server
 // started by scripts/test-servers.sh, logging in with the generated key,
 // each case in a fresh folder made through the server (so that the test
-// user owns it).
+// user owns it). It runs a second time as if the server had no
+// posix-rename@openssh.com, to cover the remove-then-rename fallback that
+// OpenSSH's plain rename (which refuses to replace) needs.
 func TestContractOpenSSH(t *testing.T) {
 	isolate(t)
 	s := sshdEnv(t)
+	t.Run("posix-rename", func(t *testing.T) { runOpenSSHContract(t, s, true) })
+	t.Run("plain-rename", func(t *testing.T) { runOpenSSHContract(t, s, false) })
+}
+
+func runOpenSSHContract(t *testing.T, s realSSHD, posixRename bool) {
 	var dirs roots
 	targettest.Run(t, targettest.Harness{
 		New: func(t *testing.T) target.Target {
@@ -111,12 +118,16 @@ func TestContractOpenSSH(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			if !tg.posixRename {
+				t.Fatal("OpenSSH did not offer posix-rename@openssh.com")
+			}
+			tg.posixRename = posixRename
 			if s.root != "" {
 				dirs.set(tg, filepath.Join(s.root, sub))
 			}
 			return tg
 		},
 		Root:  dirs.get,
-		Large: true,
+		Large: posixRename,
 	})
 }
