@@ -34,11 +34,15 @@ type hostKeyError struct {
 	key              ssh.PublicKey
 	files            []string
 	known            []knownhosts.KnownKey // non-empty: the host is known with other keys
+	err              error                 // another refusal (a revoked key, say)
 }
 
 func (e *hostKeyError) Error() string {
 	fp := ssh.FingerprintSHA256(e.key)
 	algo := e.key.Type()
+	if e.err != nil {
+		return fmt.Sprintf("host key of %s (%s %s) refused: %v", knownHostsName(e.host, e.port), algo, fp, e.err)
+	}
 	if len(e.known) > 0 {
 		var lines []string
 		for _, k := range e.known {
@@ -120,13 +124,17 @@ func (c *hostKeyChecker) callback(ep Endpoint, refused **hostKeyError) ssh.HostK
 			return ke
 		}
 		err := c.cb(hostname, remote, key)
+		if err == nil {
+			return nil
+		}
 		var kerr *knownhosts.KeyError
 		if errors.As(err, &kerr) {
 			ke.known = kerr.Want
-			*refused = ke
-			return ke
+		} else {
+			ke.err = err
 		}
-		return err
+		*refused = ke
+		return ke
 	}
 }
 

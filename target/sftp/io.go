@@ -194,11 +194,17 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 	tmpAbs, abs := t.ep.remotePath(t.tempName(p)), t.ep.remotePath(p)
 	var e target.Entry
 	err = t.do(ctx, "write", p, false, func(c *client) error {
+		// A replaced file keeps its permission bits (an executable
+		// script stays executable); a new one gets the server's default.
+		var perm fs.FileMode
+		if fi, err := c.Lstat(abs); err == nil && fi.Mode().IsRegular() {
+			perm = fi.Mode().Perm()
+		}
 		f, err := c.OpenFile(tmpAbs, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
 		if err != nil {
 			return err
 		}
-		err = t.upload(ctx, c, f, tmpAbs, abs, r, opts)
+		err = t.upload(ctx, c, f, tmpAbs, abs, r, opts, perm)
 		if err != nil {
 			if rerr := c.Remove(tmpAbs); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
 				t.log.WithField("path", tmpAbs).WithError(rerr).Warn("could not remove the temp file of a failed upload")
@@ -224,8 +230,8 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 }
 
 // upload writes r into the open temp file f, checks the size, sets the
-// time and renames the temp file over abs. It closes f.
-func (t *Target) upload(ctx context.Context, c *client, f *sftp.File, tmpAbs, abs string, r io.Reader, opts target.WriteOptions) error {
+// time (and perm, if not 0) and renames the temp file over abs. It closes f.
+func (t *Target) upload(ctx context.Context, c *client, f *sftp.File, tmpAbs, abs string, r io.Reader, opts target.WriteOptions, perm fs.FileMode) error {
 	src := &uploadSource{ctx: ctx, r: r, size: opts.Size}
 	_, err := f.ReadFromWithConcurrency(src, 0)
 	if cerr := f.Close(); err == nil {
@@ -233,6 +239,11 @@ func (t *Target) upload(ctx context.Context, c *client, f *sftp.File, tmpAbs, ab
 	}
 	if err = src.check(err); err != nil {
 		return err
+	}
+	if perm != 0 {
+		if err := c.Chmod(tmpAbs, perm); err != nil {
+			t.log.WithField("path", abs).WithError(err).Warn("server refused to keep the permission bits of the replaced file")
+		}
 	}
 	if !opts.ModTime.IsZero() {
 		if err := c.Chtimes(tmpAbs, opts.ModTime, opts.ModTime); err != nil {
