@@ -46,6 +46,7 @@ var (
 	errQuery        = errors.New("sftp URLs take no ?parameters or #fragment; percent-encode '?' and '#' in a password (%3F, %23), or better drop the password from the URL")
 	errSlashInPath  = errors.New("URL path element holds an encoded slash (%2F); only a leading %2F is allowed")
 	errAtInPath     = errors.New("URL path holds '@': percent-encode '/' in a password as %2F, or '@' in the path as %40")
+	errTilde        = errors.New("URL path starts with ~, which is not expanded: give the absolute path (sftp://user@host/home/user/site), or no path for the login folder")
 )
 
 // ParseURL parses sftp://[user[:password]@]host[:port][/path].
@@ -165,6 +166,9 @@ func parseRoot(escaped string) (string, error) {
 		}
 		if err := target.ValidName(name); err != nil {
 			return "", fmt.Errorf("URL path: %w", err)
+		}
+		if len(elems) == 0 && !top && strings.HasPrefix(name, "~") {
+			return "", errTilde
 		}
 		elems = append(elems, name)
 	}

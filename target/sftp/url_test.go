@@ -70,7 +70,7 @@ func TestParseURLErrors(t *testing.T) {
 		"sftp://alice@host/a/../b", "sftp://alice@host/a/%2E%2E/b", "sftp://alice@host/a%2Fb", "sftp://alice@host/a%00b",
 		"sftp://alice@host/x?y=1", "sftp://alice:" + secret + "@host/x#frag", "sftp://alice:" + secret + "#x@host/",
 		"sftp://alice:Secr3t/Pw@host/", "sftp://a%0Alice@host/", "sftp://alice:Secr3t%0APw@host/",
-		"sftp://a::1/", "sftp://alice@ho st/",
+		"sftp://a::1/", "sftp://alice@ho st/", "sftp://alice@host/~/site", "sftp://alice@host/~alice",
 	} {
 		ep, err := ParseURL(raw)
 		if err == nil {
