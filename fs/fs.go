@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
@@ -226,6 +227,12 @@ func (fsys *filesystem) getxattr(ino uint64, attr string, dest []byte) (uint32, 
 	switch {
 	case attr == socketXattr && ino == cache.RootIno && fsys.opts.ControlSocket != "":
 		return copyXattr(dest, fsys.opts.ControlSocket)
+	case strings.HasPrefix(attr, "security."):
+		// No security labels here. ENOTSUP (not ENODATA) lets ls -l and
+		// libselinux stop asking for this mount after the first file,
+		// which saves a kernel round trip per file; other names still work
+		// (ENOSYS would make the kernel stop sending any getxattr).
+		return 0, syscall.ENOTSUP
 	case attr != stateXattr:
 		return 0, syscall.ENODATA
 	}

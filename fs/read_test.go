@@ -178,6 +178,13 @@ func TestXattrAndStatfs(t *testing.T) {
 	if _, err := syscall.Getxattr(p, "user.other", buf); !errors.Is(err, syscall.ENODATA) {
 		t.Fatalf("other xattr: %v, want ENODATA", err)
 	}
+	// Security labels are unsupported, which must not hide our own name.
+	if _, err := syscall.Getxattr(p, "security.selinux", buf); !errors.Is(err, syscall.ENOTSUP) {
+		t.Fatalf("security.selinux: %v, want ENOTSUP", err)
+	}
+	if n, err := syscall.Getxattr(p, "user.ftpsync.state", buf); err != nil || string(buf[:n]) != "clean" {
+		t.Fatalf("state xattr after security.selinux: %q, %v", buf[:n], err)
+	}
 	n, err = syscall.Listxattr(p, buf)
 	if err != nil || string(buf[:n]) != "user.ftpsync.state\x00" {
 		t.Fatalf("listxattr: %q, %v", buf[:n], err)
