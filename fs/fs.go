@@ -92,7 +92,6 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		AllowOther:   opts.AllowOther,
 		MaxReadAhead: 1 << 20,
 		MaxWrite:     1 << 20,
-		EnableAcl:    true, // lets the kernel cache the (absent) ACLs instead of asking per stat
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
 	}
@@ -227,11 +226,13 @@ func (fsys *filesystem) getxattr(ino uint64, attr string, dest []byte) (uint32, 
 	switch {
 	case attr == socketXattr && ino == cache.RootIno && fsys.opts.ControlSocket != "":
 		return copyXattr(dest, fsys.opts.ControlSocket)
-	case strings.HasPrefix(attr, "security."):
-		// No security labels here. ENOTSUP (not ENODATA) lets ls -l and
-		// libselinux stop asking for this mount after the first file,
-		// which saves a kernel round trip per file; other names still work
-		// (ENOSYS would make the kernel stop sending any getxattr).
+	case strings.HasPrefix(attr, "security."), strings.HasPrefix(attr, "system.posix_acl_"):
+		// No security labels and no ACLs here (FTP has neither, and the
+		// mount does not ask the kernel to handle ACLs). ENOTSUP, unlike
+		// ENODATA, lets ls -l and libselinux stop asking for this mount
+		// after the first file, which saves a kernel round trip per file;
+		// other names still work (ENOSYS would make the kernel stop sending
+		// any getxattr, hiding user.ftpsync.state).
 		return 0, syscall.ENOTSUP
 	case attr != stateXattr:
 		return 0, syscall.ENODATA

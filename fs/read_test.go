@@ -182,6 +182,9 @@ func TestXattrAndStatfs(t *testing.T) {
 	if _, err := syscall.Getxattr(p, "security.selinux", buf); !errors.Is(err, syscall.ENOTSUP) {
 		t.Fatalf("security.selinux: %v, want ENOTSUP", err)
 	}
+	if _, err := syscall.Getxattr(p, "system.posix_acl_access", buf); !errors.Is(err, syscall.ENOTSUP) {
+		t.Fatalf("system.posix_acl_access: %v, want ENOTSUP", err)
+	}
 	if n, err := syscall.Getxattr(p, "user.ftpsync.state", buf); err != nil || string(buf[:n]) != "clean" {
 		t.Fatalf("state xattr after security.selinux: %q, %v", buf[:n], err)
 	}
