@@ -32,7 +32,7 @@ type ListOptions struct {
 }
 
 // prefetchQueue bounds the subdirectories waiting for a background listing;
-// beyond it they are listed when first opened.
+// beyond it the oldest wait until they are opened.
 const prefetchQueue = 4096
 
 // Lister keeps directory listings in the cache fresh: a directory never
@@ -41,17 +41,22 @@ const prefetchQueue = 4096
 // warm cache shows the tree at once); each listing queues its unlisted
 // subdirectories for bounded background listing, so that ls -R, find and du
 // on a cold tree run in parallel.
+//
+// The queue is a stack: ls -R and find walk depth first, so the
+// subdirectories of the directory opened last are the ones needed next.
 type Lister struct {
 	opts ListOptions // read only
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
 	wg     gosync.WaitGroup // prefetch workers and background refreshes
-	queue  chan uint64      // directories to list in the background
+	wake   chan struct{}    // capacity Prefetch: pending grew
 
 	mu      gosync.Mutex         // protects the following
 	flights map[uint64]*flight   // listings in progress per directory
 	failed  map[uint64]time.Time // when a background refresh last failed
+	pending []uint64             // directories to list in the background, newest last
+	opened  map[uint64]struct{}  // directories whose subdirectories were queued
 }
 
 // flight is one listing in progress that several callers may wait for.
@@ -72,7 +77,10 @@ func NewLister(opts ListOptions) (*Lister, error) {
 		opts.Prefetch = 4
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &Lister{opts: opts, ctx: ctx, cancel: cancel, queue: make(chan uint64, prefetchQueue), flights: make(map[uint64]*flight), failed: make(map[uint64]time.Time)}
+	l := &Lister{
+		opts: opts, ctx: ctx, cancel: cancel, wake: make(chan struct{}, opts.Prefetch),
+		flights: make(map[uint64]*flight), failed: make(map[uint64]time.Time), opened: make(map[uint64]struct{}),
+	}
 	for i := 0; i < opts.Prefetch; i++ {
 		l.wg.Add(1)
 		go l.worker()
@@ -88,15 +96,37 @@ func (l *Lister) Close() {
 
 // Ensure makes sure directory dir has a listing in the cache. It lists from
 // the target only if the directory was never listed; a listing older than
-// DirCacheTime is refreshed in the background.
+// DirCacheTime is refreshed in the background. The first time someone asks
+// for a directory listed in the background, its unlisted subdirectories are
+// queued, so that a walk stays ahead of the reader all the way down.
 func (l *Lister) Ensure(ctx context.Context, dir cache.Entry) error {
 	if dir.ListedAt.IsZero() {
 		return l.wait(ctx, l.start(dir.Ino, true))
 	}
 	if time.Since(dir.ListedAt) > l.opts.DirCacheTime && !l.failedRecently(dir.Ino) {
 		l.start(dir.Ino, true)
+	} else if l.markOpened(dir.Ino) {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			if err := l.queueSubdirs(dir.Ino); err != nil {
+				l.opts.Log.WithError(err).Debug("prefetch of subdirectories skipped")
+			}
+		}()
 	}
 	return nil
+}
+
+// markOpened records that dir's subdirectories are being queued and
+// reports whether that is new.
+func (l *Lister) markOpened(dir uint64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.opened[dir]; ok || l.ctx.Err() != nil {
+		return false
+	}
+	l.opened[dir] = struct{}{}
+	return true
 }
 
 // failedRecently keeps a server that is down from being asked again on
@@ -182,36 +212,75 @@ func (l *Lister) list(dir uint64, prefetch bool) error {
 	if !prefetch {
 		return nil
 	}
-	kids, err := l.opts.Cache.Children(dir)
-	if err != nil {
+	l.markOpened(dir)
+	if err := l.queueSubdirs(dir); err != nil {
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
-	for _, k := range kids {
-		if !k.IsDir || !k.ListedAt.IsZero() {
-			continue
+	return nil
+}
+
+// queueSubdirs queues dir's unlisted subdirectories for the workers, in
+// reverse so that the first name is listed first; beyond prefetchQueue the
+// oldest entries are dropped (they are listed when opened).
+func (l *Lister) queueSubdirs(dir uint64) error {
+	kids, err := l.opts.Cache.Children(dir)
+	if err != nil {
+		return err
+	}
+	added := 0
+	l.mu.Lock()
+	for i := len(kids) - 1; i >= 0; i-- {
+		if k := kids[i]; k.IsDir && k.ListedAt.IsZero() {
+			l.pending = append(l.pending, k.Ino)
+			added++
 		}
+	}
+	if over := len(l.pending) - prefetchQueue; over > 0 {
+		l.pending = append(l.pending[:0], l.pending[over:]...)
+	}
+	l.mu.Unlock()
+	for i := 0; i < min(added, cap(l.wake)); i++ {
 		select {
-		case l.queue <- k.Ino:
+		case l.wake <- struct{}{}:
 		default:
-			return nil // queue full: the rest are listed when opened
 		}
 	}
 	return nil
+}
+
+// pop takes the newest queued directory.
+func (l *Lister) pop() (uint64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.pending)
+	if n == 0 {
+		return 0, false
+	}
+	ino := l.pending[n-1]
+	l.pending = l.pending[:n-1]
+	return ino, true
 }
 
 // worker lists queued subdirectories that nobody has listed meanwhile.
 func (l *Lister) worker() {
 	defer l.wg.Done()
 	for {
-		select {
-		case <-l.ctx.Done():
-			return
-		case ino := <-l.queue:
-			e, err := l.opts.Cache.Get(ino)
-			if err != nil || !e.ListedAt.IsZero() {
-				continue // removed meanwhile, or already listed
+		ino, ok := l.pop()
+		if !ok {
+			select {
+			case <-l.ctx.Done():
+				return
+			case <-l.wake:
 			}
-			l.wait(l.ctx, l.start(ino, false))
+			continue
 		}
+		if l.ctx.Err() != nil {
+			return
+		}
+		e, err := l.opts.Cache.Get(ino)
+		if err != nil || !e.ListedAt.IsZero() {
+			continue // removed meanwhile, or already listed
+		}
+		l.wait(l.ctx, l.start(ino, false))
 	}
 }

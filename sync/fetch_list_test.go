@@ -157,3 +157,50 @@ func TestServerDownServesCachedListing(t *testing.T) {
 		t.Fatalf("listing with the server down: %v", err)
 	}
 }
+
+// A directory listed in the background queues its own subdirectories once
+// someone asks for it, so that a depth-first walk finds them listed.
+func TestOpeningPrefetchedDirectoryQueuesItsSubdirs(t *testing.T) {
+	env, l := newListEnv(t, ListOptions{Prefetch: 1})
+	os.MkdirAll(filepath.Join(env.root, "a", "deeper", "deepest"), 0o755)
+
+	root, _ := env.c.Get(cache.RootIno)
+	if err := l.Ensure(context.Background(), root); err != nil {
+		t.Fatal(err)
+	}
+	waitListed(t, env.tgt.listed, "")
+	waitListed(t, env.tgt.listed, "a")
+	a, err := env.c.Lookup(cache.RootIno, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the background listing to be stored (Refresh would list
+	// again, as a foreground listing).
+	l.mu.Lock()
+	fl := l.flights[a.Ino]
+	l.mu.Unlock()
+	if fl != nil {
+		<-fl.done
+	}
+	a, _ = env.c.Get(a.Ino)
+	if a.ListedAt.IsZero() {
+		t.Fatal("a is not listed")
+	}
+	if err := l.Ensure(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	waitListed(t, env.tgt.listed, "a/deeper")
+	// Only one level below what was asked for.
+	l.Close()
+	deeper, err := env.c.Lookup(a.Ino, "deeper")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deepest, err := env.c.Lookup(deeper.Ino, "deepest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !deepest.ListedAt.IsZero() {
+		t.Fatal("a/deeper/deepest was listed without anyone opening a/deeper")
+	}
+}
