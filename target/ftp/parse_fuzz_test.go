@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/internal/remote"
 )
 
 // Native fuzz tests of everything that reads bytes a server or a user
@@ -165,7 +166,7 @@ func FuzzParseURL(f *testing.F) {
 		if !has || pw == "" || !found {
 			return
 		}
-		if hasControl(pw) {
+		if remote.HasControl(pw) {
 			if err == nil {
 				t.Fatalf("%q: password with a control character accepted", raw)
 			}
@@ -197,7 +198,7 @@ func checkEndpoint(t *testing.T, raw string, ep Endpoint) {
 	if err != nil || back != want {
 		t.Fatalf("%q: String %q parses back to %+v, %v; want %+v", raw, ep.String(), back, err, want)
 	}
-	if ep.User == "" || hasControl(ep.User) || hasControl(ep.URLPassword) {
+	if ep.User == "" || remote.HasControl(ep.User) || remote.HasControl(ep.URLPassword) {
 		t.Fatalf("%q: user %q", raw, ep.User)
 	}
 	if ep.Root != "" && ep.Root != "/" {

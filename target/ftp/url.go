@@ -3,13 +3,12 @@ package ftp
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"path"
 	"strconv"
 	"strings"
 
-	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/internal/remote"
 )
 
 // TLSMode says whether and how the control and data channels are encrypted.
@@ -87,18 +86,16 @@ var (
 	errMalformedURL = errors.New("malformed URL: use ftp://[user@]host[:port]/path (ftps:// or ftpes:// for TLS)")
 	errNoHost       = errors.New("URL has no host: use ftp://[user@]host[:port]/path")
 	errBadHost      = errors.New("URL host is not a host name or address (an IPv6 address goes in brackets: ftp://[::1]/)")
-	errBadPort      = errors.New("URL port must be a number from 1 to 65535")
-	errBadUser      = errors.New("URL user name holds a control character")
 	errBadPassword  = errors.New("URL password holds a control character (CR, LF or NUL would inject FTP commands)")
 	errFragment     = errors.New("URL has a #fragment; percent-encode '#' in a password as %23, or better drop the password from the URL")
 	errBadTLS       = errors.New("URL parameter tls must be explicit, implicit or none")
 	errTLSConflict  = errors.New("URL parameter tls contradicts the scheme (ftps:// is implicit TLS, ftpes:// is explicit)")
-	errSlashInPath  = errors.New("URL path element holds an encoded slash (%2F); only a leading %2F is allowed")
 	errUnknownParam = errors.New("unknown URL parameter (only tls=explicit|implicit|none is known); percent-encode '?' in a password as %3F")
-	// A '/' in a password ends the host part early: ftp://alice:12/ss@host
-	// parses as host "alice", port 12, path "/ss@host".
-	errAtInPath = errors.New("URL path holds '@': percent-encode '/' in a password as %2F, or '@' in the path as %40")
 )
+
+// rules are the shared URL checks in FTP's words. A leading ~ in the path
+// is sent as it is: some FTP servers expand it, and the user asked for it.
+var rules = remote.Rules{Malformed: errMalformedURL, NoHost: errNoHost, BadHost: errBadHost, BadPassword: errBadPassword}
 
 // ParseURL parses the remote URL given on the command line.
 //
@@ -155,28 +152,16 @@ func parseURL(raw string) (Endpoint, error) {
 	}
 	ep.Scheme = ep.TLS.scheme()
 
-	if ep.Host, err = parseHost(u, ep.TLS); err != nil {
+	if ep.Host, err = rules.HostPort(u, ep.TLS.defaultPort()); err != nil {
 		return Endpoint{}, err
 	}
-	ep.User = anonymousUser
-	if u.User != nil {
-		if name := u.User.Username(); name != "" {
-			if hasControl(name) {
-				return Endpoint{}, errBadUser
-			}
-			ep.User = name
-		}
-		if pw, ok := u.User.Password(); ok {
-			if hasControl(pw) {
-				return Endpoint{}, errBadPassword
-			}
-			ep.URLPassword = pw
-		}
+	if ep.User, ep.URLPassword, err = rules.UserInfo(u); err != nil {
+		return Endpoint{}, err
 	}
-	if strings.Contains(u.EscapedPath(), "@") {
-		return Endpoint{}, errAtInPath
+	if ep.User == "" {
+		ep.User = anonymousUser
 	}
-	if ep.Root, err = parseRoot(u.EscapedPath()); err != nil {
+	if ep.Root, err = rules.Root(u); err != nil {
 		return Endpoint{}, err
 	}
 	return ep, nil
@@ -218,103 +203,10 @@ func parseQuery(u *url.URL, mode TLSMode) (TLSMode, error) {
 	return want, nil
 }
 
-func parseHost(u *url.URL, mode TLSMode) (string, error) {
-	host := strings.ToLower(u.Hostname())
-	if host == "" {
-		return "", errNoHost
-	}
-	for _, r := range host {
-		if r <= ' ' || r == 0x7f {
-			return "", errBadHost
-		}
-	}
-	// A colon belongs only in a bracketed IPv6 address; url.Parse takes
-	// "ftp://a::21" as host "a:" and port 21.
-	if strings.Contains(host, ":") {
-		addr, _, _ := strings.Cut(host, "%")
-		if !strings.HasPrefix(u.Host, "[") || net.ParseIP(addr) == nil {
-			return "", errBadHost
-		}
-	}
-	port := u.Port()
-	if port == "" {
-		if strings.HasSuffix(u.Host, ":") {
-			return "", errBadPort
-		}
-		port = mode.defaultPort()
-	} else {
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 {
-			return "", errBadPort
-		}
-		port = strconv.Itoa(n)
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// parseRoot decodes the escaped URL path element by element, so that an
-// encoded slash cannot smuggle a separator past the checks.
-func parseRoot(escaped string) (string, error) {
-	rest := strings.TrimLeft(escaped, "/")
-	top := false
-	if len(rest) >= 3 && strings.EqualFold(rest[:3], "%2F") {
-		top = true
-		rest = rest[3:]
-	}
-	var elems []string
-	for _, el := range strings.Split(rest, "/") {
-		if el == "" {
-			continue
-		}
-		name, err := url.PathUnescape(el)
-		if err != nil {
-			return "", errMalformedURL
-		}
-		if strings.Contains(name, "/") {
-			return "", errSlashInPath
-		}
-		if err := target.ValidName(name); err != nil {
-			return "", fmt.Errorf("URL path: %w", err)
-		}
-		elems = append(elems, name)
-	}
-	if len(elems) == 0 {
-		if top {
-			return "/", nil
-		}
-		return "", nil
-	}
-	return "/" + strings.Join(elems, "/"), nil
-}
-
-func hasControl(s string) bool {
-	for _, r := range s {
-		if r < ' ' || r == 0x7f {
-			return true
-		}
-	}
-	return false
-}
-
 // String is the URL without any password, in a form ParseURL reads back to
 // the same endpoint: "ftp://alice@files.example.com:21/site".
 func (e Endpoint) String() string {
-	u := url.URL{Scheme: e.Scheme, User: url.User(e.User), Host: e.Host}
-	switch e.Root {
-	case "":
-	case "/":
-		u.RawPath = "/%2F"
-		u.Path = "//"
-	default:
-		elems := strings.Split(strings.TrimPrefix(e.Root, "/"), "/")
-		esc := make([]string, len(elems))
-		for i, el := range elems {
-			esc[i] = strings.ReplaceAll(url.PathEscape(el), "@", "%40")
-		}
-		u.Path = e.Root
-		u.RawPath = "/" + strings.Join(esc, "/")
-	}
-	return u.String()
+	return remote.Format(e.Scheme, e.User, e.Host, e.Root)
 }
 
 // ID identifies the remote tree for stored state, in pyftpsync's form: the
@@ -322,13 +214,7 @@ func (e Endpoint) String() string {
 // "files.example.com/site". The login directory depends on the user, so it is
 // "host/~user". It holds no password.
 func (e Endpoint) ID() string {
-	host := e.Host
-	if h, p, err := net.SplitHostPort(e.Host); err == nil && p == e.TLS.defaultPort() {
-		host = h
-		if strings.Contains(h, ":") {
-			host = "[" + h + "]"
-		}
-	}
+	host := remote.HostID(e.Host, e.TLS.defaultPort())
 	if e.Root == "" {
 		return host + "/~" + e.User
 	}
