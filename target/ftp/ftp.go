@@ -23,6 +23,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/internal/remote"
 )
 
 // Options configure New. The command line fills them from its flags.
@@ -95,11 +96,7 @@ var _ target.Target = (*Target)(nil)
 // New connects to the server once to check the URL, the password, the TLS
 // certificate and the root folder, and returns a target ready for use.
 func New(ctx context.Context, opts Options) (*Target, error) {
-	if opts.Log == nil {
-		l := logrus.New()
-		l.SetLevel(logrus.WarnLevel)
-		opts.Log = l
-	}
+	opts.Log = remote.Log(opts.Log)
 	ep, err := ParseURL(opts.URL)
 	if err != nil {
 		return nil, err
