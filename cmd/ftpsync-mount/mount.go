@@ -38,6 +38,9 @@ type mountFlags struct {
 	readOnly     bool
 	allowOther   bool
 	daemon       bool
+	writeBack    time.Duration
+	transfers    int
+	fsync        string
 
 	// logToCache sends the log to mount.log in the cache directory: set for
 	// the --daemon child when no --log-file was given, whose standard error
@@ -50,13 +53,18 @@ func newMountCmd(g *globalOptions) *cobra.Command {
 	mf := &mountFlags{}
 	cmd := &cobra.Command{
 		Use:   "mount REMOTE MOUNTPOINT",
-		Short: "Mount a remote FTP folder (read-only for now)",
+		Short: "Mount a remote FTP folder",
 		Long: `mount presents the remote folder under MOUNTPOINT, served from a local cache
 that survives restarts. It runs in the foreground until Ctrl-C, SIGTERM or
 'ftpsync-mount unmount MOUNTPOINT'; --daemon returns once the mount is ready.
 
-Writing is not supported yet: the mount is read-only and writes fail with
-"Read-only file system".`,
+Changes complete in the cache at local speed and are uploaded in the
+background, --write-back after a file was last closed, in the order they
+were made. Unmounting (also fusermount -u, umount, Ctrl-C) uploads what is
+pending first; a second Ctrl-C exits at once and keeps the queue for the
+next mount of the same cache. A file changed on the server meanwhile is
+never overwritten: the local version is kept beside it as
+NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 		Example: `  ftpsync-mount mount ftp://alice@files.example.com/site ~/site
   ftpsync-mount mount --daemon --cache-max-size 5G ftp://alice@host/ ~/site`,
 		Args: exactArgs(2, "ftpsync-mount mount REMOTE MOUNTPOINT"),
@@ -81,7 +89,10 @@ Writing is not supported yet: the mount is read-only and writes fail with
 	f.StringVar(&mf.cacheDir, "cache-dir", "", "keep the cache here (default $XDG_CACHE_HOME/ftpsync-mount/<remote>)")
 	f.StringVar(&mf.cacheMaxSize, "cache-max-size", "0", "evict least recently used file content beyond this size, like 500M or 10G (0: no limit)")
 	f.DurationVar(&mf.dirCacheTime, "dir-cache-time", 5*time.Minute, "list a directory from the server again when its listing is older than this")
-	f.BoolVar(&mf.readOnly, "read-only", false, "refuse writes (currently always the case)")
+	f.BoolVar(&mf.readOnly, "read-only", false, "refuse writes")
+	f.DurationVar(&mf.writeBack, "write-back", 2*time.Second, "upload a file this long after it was last closed")
+	f.IntVar(&mf.transfers, "transfers", 4, "run this many uploads and other server changes at once")
+	f.StringVar(&mf.fsync, "fsync", "local", "what fsync waits for: local (the cache on disk) or upload (the server; EIO if it cannot get there)")
 	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	f.BoolVar(&mf.daemon, "daemon", false, "run in the background once the mount is ready")
 	return cmd
@@ -94,6 +105,12 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	maxSize, err := parseSize(mf.cacheMaxSize)
 	if err != nil {
 		return &usageError{msg: fmt.Sprintf("--cache-max-size: %v", err)}
+	}
+	if mf.fsync != "" && mf.fsync != "local" && mf.fsync != "upload" {
+		return &usageError{msg: fmt.Sprintf("--fsync %q: use local or upload", mf.fsync)}
+	}
+	if mf.transfers < 0 {
+		return &usageError{msg: "--transfers must be at least 1"}
 	}
 	mp, err := filepath.Abs(mountpoint)
 	if err != nil {
@@ -148,22 +165,83 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	}
 	defer lister.Close()
 
-	server, err := fs.Mount(mp, fs.Options{
+	var wb *sync.Writeback
+	var ctrl *controlServer
+	if !mf.readOnly {
+		wb, err = sync.NewWriteback(sync.WritebackOptions{
+			Target: tgt, Cache: c, Log: g.log, Delay: mf.writeBack, Transfers: mf.transfers, OnChange: notifier.Changed,
+		})
+		if err != nil {
+			return err
+		}
+		defer wb.Close()
+		if ctrl, err = listenControl(dir, g.log); err != nil {
+			return err
+		}
+	}
+
+	fo := fs.Options{
 		Cache: c, Fetcher: fetcher, Lister: lister, Notifier: notifier, Log: g.log,
+		ReadOnly: mf.readOnly, Writeback: wb, FsyncUpload: mf.fsync == "upload",
 		AllowOther: mf.allowOther, FsName: tgt.String(), Debug: g.log.IsLevelEnabled(logrus.TraceLevel),
-	})
+	}
+	if ctrl != nil {
+		fo.ControlSocket = ctrl.path
+	}
+	server, err := fs.Mount(mp, fo)
 	if err != nil {
+		if ctrl != nil {
+			ctrl.close()
+		}
 		return fmt.Errorf("mount %s on %s: %w", tgt, mp, err)
 	}
-	g.log.WithField("cache", dir).Infof("mounted %s on %s (read-only: writing is not supported yet)", tgt, mp)
+	mode := ""
+	if mf.readOnly {
+		mode = " read-only"
+	}
+	g.log.WithField("cache", dir).Infof("mounted %s on %s%s", tgt, mp, mode)
+	fin := &finalFlush{done: make(chan struct{})}
+	if ctrl != nil {
+		ctrl.status = func() mountStatus { return statusOf(mp, tgt.String(), dir, c, wb) }
+		ctrl.flush = wb.Flush
+		ctrl.unmnt = func(ctx context.Context) error {
+			// Upload first with the mount still there, so that progress
+			// shows; then detach, and the exit flush sends what came since.
+			wb.Flush(ctx)
+			if err := server.Unmount(); err != nil {
+				return fmt.Errorf("%s is busy (%v): close the files and shells using it and try again", mp, err)
+			}
+			select {
+			case <-fin.done:
+				return fin.err
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		go ctrl.serve()
+	}
 	ready()
-	return serveUntilDone(ctx, g, server, mp)
+	err = serveUntilDone(ctx, g, server, mp, wb)
+	fin.err = err
+	close(fin.done)
+	if ctrl != nil {
+		ctrl.close()
+	}
+	return err
+}
+
+// finalFlush is the outcome of the flush at exit, for an unmount request
+// waiting on the status socket.
+type finalFlush struct {
+	done chan struct{} // closed once err is set
+	err  error
 }
 
 // serveUntilDone waits for an outside unmount, or unmounts on SIGINT or
 // SIGTERM (or ctx's end). A busy mount point is reported and left mounted;
-// a second signal detaches it lazily.
-func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, mp string) error {
+// a second signal detaches it lazily. Once unmounted, everything pending is
+// uploaded before it returns (exitFlush).
+func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, mp string, wb *sync.Writeback) error {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -177,7 +255,7 @@ func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, 
 		select {
 		case <-done:
 			g.log.Infof("unmounted %s", mp)
-			return nil
+			return exitFlush(g, wb, sig)
 		case <-ctx.Done():
 		case <-sig:
 		}
@@ -188,7 +266,7 @@ func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, 
 				return fmt.Errorf("unmount %s: %w", mp, err)
 			}
 			<-done
-			return nil
+			return exitFlush(g, wb, sig)
 		}
 		if err := server.Unmount(); err != nil {
 			g.log.WithError(err).Warnf("%s is busy: close the files and shells using it, or stop again to detach it lazily", mp)
@@ -338,8 +416,11 @@ func startDaemon(cmd *cobra.Command, args []string) error {
 func newUnmountCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
 		Use:   "unmount MOUNTPOINT",
-		Short: "Unmount an ftpsync-mount mount point",
-		Args:  exactArgs(1, "ftpsync-mount unmount MOUNTPOINT"),
+		Short: "Upload what is pending, then unmount an ftpsync-mount mount point",
+		Long: `unmount uploads every pending change, showing progress, then detaches the
+mount. It exits non-zero naming what could not be uploaded; that stays
+queued and is uploaded by the next mount of the same cache.`,
+		Args: exactArgs(1, "ftpsync-mount unmount MOUNTPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mp, err := filepath.Abs(args[0])
 			if err != nil {
@@ -351,6 +432,11 @@ func newUnmountCmd(g *globalOptions) *cobra.Command {
 			}
 			if !ok {
 				return fmt.Errorf("%s is not an ftpsync-mount mount point", args[0])
+			}
+			if hasControl(mp) {
+				// The mount process uploads, detaches and uploads what came
+				// since; this command shows progress and its outcome.
+				return askControl(mp, "unmount", progressPrinter(cmd.ErrOrStderr(), "unmount "+args[0]))
 			}
 			if err := unmount(mp); err != nil {
 				return fmt.Errorf("unmount %s: %w", args[0], err)

@@ -58,6 +58,8 @@ Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 		newServeCmd(g),
 		withNamedRemote(newMountCmd(g), 0),
 		newUnmountCmd(g),
+		newStatusCmd(g),
+		newFlushCmd(g),
 		withNamedRemote(newSyncCmd(g), 1),
 		withNamedRemote(newUploadCmd(g), 1),
 		withNamedRemote(newDownloadCmd(g), 1),
