@@ -6,12 +6,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/cache"
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 )
 
 // The bad-input catalogue: every command's wrong arguments, flags, URLs,
@@ -50,7 +50,7 @@ func newBadEnv(t *testing.T) *badEnv {
 	}
 	e.closed = ln.Addr().String()
 	ln.Close()
-	e.silent = silentListener(t)
+	e.silent = testutil.SilentServer(t)
 	for _, d := range []string{"mnt", "local", "nonempty"} {
 		if err := os.Mkdir(filepath.Join(e.dir, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -72,41 +72,6 @@ func (e *badEnv) expand(args []string) []string {
 		out[i] = e.replace.Replace(a)
 	}
 	return out
-}
-
-// silentListener accepts connections and never says a word, like a host
-// behind a firewall that drops packets after the handshake.
-func silentListener(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		<-done
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return ln.Addr().String()
 }
 
 // runBad runs one case and checks the status, the message and that the

@@ -10,29 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sirupsen/logrus"
-
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
-
-// testLog logs through t at debug level, so that a failing test shows what
-// the target did.
-func testLog(t testing.TB) logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(testWriter{t})
-	l.SetLevel(logrus.DebugLevel)
-	return l
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // roots maps each target to the folder on disk that backs it.
 type roots map[target.Target]string
@@ -45,7 +27,7 @@ func TestContractEmbedded(t *testing.T) {
 	targettest.Run(t, targettest.Harness{
 		New: func(t *testing.T) target.Target {
 			sub := freshDir(t, srv.Root)
-			tg, err := New(t.Context(), Options{URL: srv.URL() + sub, Password: srv.Password, Log: testLog(t), Timeout: 10 * time.Second})
+			tg, err := New(t.Context(), Options{URL: srv.URL() + sub, Password: srv.Password, Log: testutil.Log(t), Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +102,7 @@ func runRealContract(t *testing.T, u, root, pw string, base Options) {
 	targettest.Run(t, targettest.Harness{
 		New: func(t *testing.T) target.Target {
 			opts := base
-			opts.URL, opts.Password, opts.Log, opts.Timeout = u+"/", pw, testLog(t), 20*time.Second
+			opts.URL, opts.Password, opts.Log, opts.Timeout = u+"/", pw, testutil.Log(t), 20*time.Second
 			top, err := New(t.Context(), opts)
 			if err != nil {
 				t.Fatal(err)

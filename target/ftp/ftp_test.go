@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
@@ -34,7 +35,7 @@ func newTarget(t *testing.T, srv *ftpdtest.Server, opts Options) *Target {
 		opts.Password = srv.Password
 	}
 	if opts.Log == nil {
-		opts.Log = testLog(t)
+		opts.Log = testutil.Log(t)
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = 5 * time.Second
@@ -71,7 +72,7 @@ func TestNewConnectionRefused(t *testing.T) {
 	}
 	addr := ln.Addr().String()
 	ln.Close()
-	_, err = New(t.Context(), Options{URL: "ftp://u@" + addr + "/", Password: "x", Log: testLog(t)})
+	_, err = New(t.Context(), Options{URL: "ftp://u@" + addr + "/", Password: "x", Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "connect to "+addr+": connection refused — is the server running and the port right?")
 }
 
@@ -79,17 +80,17 @@ func TestNewUnknownHost(t *testing.T) {
 	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
 		return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: "nowhere.invalid", IsNotFound: true}}
 	}
-	_, err := New(t.Context(), Options{URL: "ftp://u@nowhere.invalid/", Password: "x", DialContext: dial, Log: testLog(t)})
+	_, err := New(t.Context(), Options{URL: "ftp://u@nowhere.invalid/", Password: "x", DialContext: dial, Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "unknown host nowhere.invalid", "check the host name")
 }
 
 // TestNewSilentServer: a server that accepts and never answers makes New
 // fail within the timeout, not hang.
 func TestNewSilentServer(t *testing.T) {
-	addr := silentServer(t)
+	addr := testutil.SilentServer(t)
 	var err error
 	within(t, 3*time.Second, "New against a silent server", func() {
-		_, err = New(t.Context(), Options{URL: "ftp://u@" + addr + "/", Password: "x", Timeout: 300 * time.Millisecond, Log: testLog(t)})
+		_, err = New(t.Context(), Options{URL: "ftp://u@" + addr + "/", Password: "x", Timeout: 300 * time.Millisecond, Log: testutil.Log(t)})
 	})
 	wantSetupError(t, err, target.ErrTemporary, "no answer within 300ms")
 
@@ -97,7 +98,7 @@ func TestNewSilentServer(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 	defer cancel()
 	within(t, 3*time.Second, "New with a short context", func() {
-		_, err = New(ctx, Options{URL: "ftp://u@" + addr + "/", Password: "x", Log: testLog(t)})
+		_, err = New(ctx, Options{URL: "ftp://u@" + addr + "/", Password: "x", Log: testutil.Log(t)})
 	})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("New with an expiring context: %v, want context.DeadlineExceeded", err)
@@ -107,7 +108,7 @@ func TestNewSilentServer(t *testing.T) {
 func TestNewWrongPassword(t *testing.T) {
 	srv := ftpdtest.Start(t)
 	const wrong = "not-the-password-1234"
-	_, err := New(t.Context(), Options{URL: srv.URL(), Password: wrong, Log: testLog(t)})
+	_, err := New(t.Context(), Options{URL: srv.URL(), Password: wrong, Log: testutil.Log(t)})
 	wantSetupError(t, err, target.ErrAuth, "login as tester at "+srv.Addr()+" failed: 530", "check the password (FTPSYNC_PASSWORD, --password-file or ~/.netrc)")
 	if err != nil && strings.Contains(err.Error(), wrong) {
 		t.Errorf("error %q shows the password", err)
@@ -119,9 +120,9 @@ func TestNewRootChecks(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(srv.Root, "file"), []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := New(t.Context(), Options{URL: srv.URL() + "missing", Password: srv.Password, Log: testLog(t)})
+	_, err := New(t.Context(), Options{URL: srv.URL() + "missing", Password: srv.Password, Log: testutil.Log(t)})
 	wantSetupError(t, err, target.ErrNotFound, "remote folder /missing does not exist on "+srv.Addr())
-	_, err = New(t.Context(), Options{URL: srv.URL() + "file", Password: srv.Password, Log: testLog(t)})
+	_, err = New(t.Context(), Options{URL: srv.URL() + "file", Password: srv.Password, Log: testutil.Log(t)})
 	wantSetupError(t, err, target.ErrNotDir, "remote path /file on "+srv.Addr()+" is a file")
 
 	// No path: the login folder, resolved with PWD, is the root.
@@ -221,28 +222,28 @@ func tlsGreeter(t *testing.T, cfg *tls.Config, implicit bool) string {
 func TestTLSVerification(t *testing.T) {
 	cfg, caFile := selfSigned(t)
 	implicit := tlsGreeter(t, cfg, true)
-	_, err := New(t.Context(), Options{URL: "ftps://tester@" + implicit + "/", Password: "pw", Log: testLog(t)})
+	_, err := New(t.Context(), Options{URL: "ftps://tester@" + implicit + "/", Password: "pw", Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "TLS certificate of "+implicit+" is not trusted", "--ca-file", "--insecure-skip-verify")
 
 	addr := tlsGreeter(t, cfg, false)
 	u := "ftpes://tester@" + addr + "/"
-	_, err = New(t.Context(), Options{URL: u, Password: "pw", Log: testLog(t)})
+	_, err = New(t.Context(), Options{URL: u, Password: "pw", Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "TLS certificate of "+addr+" is not trusted", "--ca-file", "--insecure-skip-verify")
 
 	// With the certificate trusted, the handshake passes and New fails
 	// later (the greeter closes), for another reason.
-	_, err = New(t.Context(), Options{URL: u, Password: "pw", CAFile: caFile, Log: testLog(t)})
+	_, err = New(t.Context(), Options{URL: u, Password: "pw", CAFile: caFile, Log: testutil.Log(t)})
 	if err == nil || strings.Contains(err.Error(), "not trusted") {
 		t.Errorf("New with --ca-file: %v; want a failure after the handshake", err)
 	}
-	_, err = New(t.Context(), Options{URL: u, Password: "pw", CAFile: filepath.Join(t.TempDir(), "none.pem"), Log: testLog(t)})
+	_, err = New(t.Context(), Options{URL: u, Password: "pw", CAFile: filepath.Join(t.TempDir(), "none.pem"), Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "--ca-file")
 }
 
 // TestTLSNotOffered: ftpes:// to a server without FTPS says so.
 func TestTLSNotOffered(t *testing.T) {
 	srv := ftpdtest.Start(t)
-	_, err := New(t.Context(), Options{URL: "ftpes://tester@" + srv.Addr() + "/", Password: srv.Password, Log: testLog(t)})
+	_, err := New(t.Context(), Options{URL: "ftpes://tester@" + srv.Addr() + "/", Password: srv.Password, Log: testutil.Log(t)})
 	wantSetupError(t, err, target.ErrUnsupported, "the server does not offer TLS", "ftp://")
 }
 
@@ -250,9 +251,9 @@ func TestTLSNotOffered(t *testing.T) {
 // its CA.
 func TestTLSRealServerUntrusted(t *testing.T) {
 	u, _, pw := realServerEnv(t, realServer{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"})
-	_, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, Log: testLog(t)})
+	_, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "is not trusted", "--ca-file", "--insecure-skip-verify")
-	tg, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, InsecureSkipVerify: true, Log: testLog(t)})
+	tg, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, InsecureSkipVerify: true, Log: testutil.Log(t)})
 	if err != nil {
 		t.Fatalf("New with --insecure-skip-verify: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	jftp "github.com/jlaffaye/ftp"
 
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
@@ -154,7 +155,7 @@ func TestRefineModTime(t *testing.T) {
 // the seconds, and MDTM-write sets them.
 func TestRefineModTimeVsftpd(t *testing.T) {
 	u, _, pw := realServerEnv(t, realServer{"vsftpd", "FTPSYNC_TEST_VSFTPD_URL", "FTPSYNC_TEST_VSFTPD_ROOT"})
-	tg, err := New(t.Context(), Options{URL: u, Password: pw, Log: testLog(t)})
+	tg, err := New(t.Context(), Options{URL: u, Password: pw, Log: testutil.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +184,7 @@ func TestRefineModTimeVsftpd(t *testing.T) {
 func TestPasswordFromEnvironment(t *testing.T) {
 	srv := ftpdtest.Start(t)
 	t.Setenv(PasswordEnv, srv.Password)
-	tg, err := New(t.Context(), Options{URL: srv.URL(), Log: testLog(t)})
+	tg, err := New(t.Context(), Options{URL: srv.URL(), Log: testutil.Log(t)})
 	if err != nil {
 		t.Fatalf("New with %s: %v", PasswordEnv, err)
 	}

@@ -16,13 +16,14 @@ import (
 	"golang.org/x/crypto/ssh/agent"
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
 // mustLogin opens a target with opts and checks that it lists the root.
 func mustLogin(t *testing.T, opts Options) {
 	t.Helper()
-	opts.Log, opts.Timeout = testLog(t), 10*time.Second
+	opts.Log, opts.Timeout = testutil.Log(t), 10*time.Second
 	tg, err := New(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("login: %v", err)
@@ -36,7 +37,7 @@ func mustLogin(t *testing.T, opts Options) {
 // loginError opens a target that must fail and returns the error.
 func loginError(t *testing.T, opts Options) error {
 	t.Helper()
-	opts.Log, opts.Timeout = testLog(t), 10*time.Second
+	opts.Log, opts.Timeout = testutil.Log(t), 10*time.Second
 	tg, err := New(t.Context(), opts)
 	if err == nil {
 		tg.Close()
@@ -256,7 +257,7 @@ func TestHostKeyRefused(t *testing.T) {
 func TestBadURL(t *testing.T) {
 	isolate(t)
 	for _, u := range []string{"sftp://alice:Secr3t@host:99999/x", "ftp://alice@host/", "sftp://alice@host/../etc"} {
-		_, err := New(t.Context(), Options{URL: u, Log: testLog(t)})
+		_, err := New(t.Context(), Options{URL: u, Log: testutil.Log(t)})
 		if err == nil {
 			t.Errorf("New(%q) succeeded", u)
 		} else if strings.Contains(err.Error(), "Secr3t") {

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/crypto/ssh/knownhosts"
 
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
@@ -141,34 +142,10 @@ func proxiedKnownHosts(t *testing.T, srv *testServer, p *proxy) string {
 // within the timeout, and a cancelled context ends the wait at once.
 func TestSilentServer(t *testing.T) {
 	isolate(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	var conns []net.Conn
-	var mu sync.Mutex // protects conns
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	defer func() {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			_ = c.Close()
-		}
-	}()
-	url := "sftp://alice@" + ln.Addr().String() + "/x"
+	addr := testutil.SilentServer(t)
+	url := "sftp://alice@" + addr + "/x"
 	start := time.Now()
-	_, err = New(t.Context(), Options{URL: url, Password: "pw", Timeout: 500 * time.Millisecond, Log: testLog(t)})
+	_, err := New(t.Context(), Options{URL: url, Password: "pw", Timeout: 500 * time.Millisecond, Log: testutil.Log(t)})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("New against a silent server took %v with a 500ms timeout", d)
 	}
@@ -179,7 +156,7 @@ func TestSilentServer(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	time.AfterFunc(200*time.Millisecond, cancel)
 	start = time.Now()
-	_, err = New(ctx, Options{URL: url, Password: "pw", Timeout: time.Minute, Log: testLog(t)})
+	_, err = New(ctx, Options{URL: url, Password: "pw", Timeout: time.Minute, Log: testutil.Log(t)})
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("New cancelled after 200ms took %v", d)
 	}
@@ -196,7 +173,7 @@ func TestServerGoesSilent(t *testing.T) {
 	srv := startServer(t)
 	p := startProxy(t, srv.Addr)
 	tg, err := New(t.Context(), Options{URL: proxiedURL(srv, p, ""), Password: srv.Password,
-		KnownHostsFile: proxiedKnownHosts(t, srv, p), Timeout: time.Second, Log: testLog(t)})
+		KnownHostsFile: proxiedKnownHosts(t, srv, p), Timeout: time.Second, Log: testutil.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +205,7 @@ func TestReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	tg, err := New(t.Context(), Options{URL: proxiedURL(srv, p, sub), Password: srv.Password,
-		KnownHostsFile: proxiedKnownHosts(t, srv, p), Timeout: 5 * time.Second, Log: testLog(t)})
+		KnownHostsFile: proxiedKnownHosts(t, srv, p), Timeout: 5 * time.Second, Log: testutil.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
@@ -45,7 +46,7 @@ func TestContractInProcess(t *testing.T) {
 		New: func(t *testing.T) target.Target {
 			sub := srv.freshDir(t)
 			tg, err := New(t.Context(), Options{URL: srv.URL(sub), Password: srv.Password,
-				KnownHostsFile: srv.KnownHosts, Log: testLog(t), Timeout: 10 * time.Second})
+				KnownHostsFile: srv.KnownHosts, Log: testutil.Log(t), Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -101,7 +102,7 @@ func runOpenSSHContract(t *testing.T, s realSSHD, posixRename bool) {
 	targettest.Run(t, targettest.Harness{
 		New: func(t *testing.T) target.Target {
 			opts := Options{URL: s.url, IdentityFile: s.key, KnownHostsFile: s.knownHosts,
-				Log: testLog(t), Timeout: 20 * time.Second}
+				Log: testutil.Log(t), Timeout: 20 * time.Second}
 			top, err := New(t.Context(), opts)
 			if err != nil {
 				t.Fatal(err)

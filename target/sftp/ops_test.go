@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
@@ -20,7 +21,7 @@ func newInProcess(t *testing.T, srv *testServer) (*Target, string) {
 	t.Helper()
 	sub := srv.freshDir(t)
 	tg, err := New(t.Context(), Options{URL: srv.URL(sub), Password: srv.Password,
-		KnownHostsFile: srv.KnownHosts, Log: testLog(t), Timeout: 10 * time.Second})
+		KnownHostsFile: srv.KnownHosts, Log: testutil.Log(t), Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +107,7 @@ func TestLoginDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := "sftp://" + srv.User + ":" + "Secr3t@" + srv.Addr
-	tg, err := New(t.Context(), Options{URL: u, Password: srv.Password, KnownHostsFile: srv.KnownHosts, Log: testLog(t)})
+	tg, err := New(t.Context(), Options{URL: u, Password: srv.Password, KnownHostsFile: srv.KnownHosts, Log: testutil.Log(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,7 +130,7 @@ func TestRootChecks(t *testing.T) {
 		t.Fatal(err)
 	}
 	for sub, kind := range map[string]error{"missing": target.ErrNotFound, "plain": target.ErrNotDir} {
-		_, err := New(t.Context(), Options{URL: srv.URL(sub), Password: srv.Password, KnownHostsFile: srv.KnownHosts, Log: testLog(t)})
+		_, err := New(t.Context(), Options{URL: srv.URL(sub), Password: srv.Password, KnownHostsFile: srv.KnownHosts, Log: testutil.Log(t)})
 		if err == nil || !strings.Contains(err.Error(), filepath.Join(srv.Root, sub)) {
 			t.Errorf("root %s: %v, want an error naming the folder", sub, err)
 		}

@@ -12,32 +12,13 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/pkg/sftp"
-	"github.com/sirupsen/logrus"
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 )
-
-// testLog logs through t at debug level, so that a failing test shows what
-// the target did.
-func testLog(t testing.TB) logrus.FieldLogger {
-	l := logrus.New()
-	l.SetOutput(testWriter{t})
-	l.SetLevel(logrus.DebugLevel)
-	return l
-}
-
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
 
 // isolate keeps the tests away from the user's ssh setup: no agent, no
 // ~/.ssh keys or known_hosts, no ~/.netrc, no password in the environment.
