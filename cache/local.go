@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
 // Content the mount writes lives in plain files, data/<ino> in the cache
@@ -284,11 +286,11 @@ func (t *tx) changed(e Entry) error {
 	e.Dirty = true
 	e.LocalGen++
 	if e.Parent != 0 {
-		p, err := pathTxn(t.txn, e.Ino)
+		pp, err := pathTxn(t.txn, e.Parent)
 		if err != nil {
 			return err
 		}
-		if e, err = t.requeueUpload(e, p); err != nil {
+		if e, err = t.requeueUpload(e, target.Join(pp, e.Name)); err != nil {
 			return err
 		}
 	}

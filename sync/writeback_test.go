@@ -1,0 +1,361 @@
+package sync
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	gosync "sync"
+	"testing"
+	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/local"
+)
+
+// recTarget is a local target that records every change it is asked for,
+// can fail writes and can hold a write until released.
+type recTarget struct {
+	target.Target
+	mu       gosync.Mutex
+	calls    []string
+	failNext int           // writes to fail with a temporary error
+	failAll  bool          // fail every write
+	hold     chan struct{} // if set, writes wait for it to close
+	holding  chan struct{} // closed when a write starts waiting on hold
+}
+
+func (r *recTarget) log(s string) {
+	r.mu.Lock()
+	r.calls = append(r.calls, s)
+	r.mu.Unlock()
+}
+
+func (r *recTarget) Calls() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]string(nil), r.calls...)
+}
+
+func (r *recTarget) Write(ctx context.Context, p string, rd io.Reader, o target.WriteOptions) (target.Entry, error) {
+	r.mu.Lock()
+	fail := r.failAll || r.failNext > 0
+	if r.failNext > 0 {
+		r.failNext--
+	}
+	hold, holding := r.hold, r.holding
+	r.mu.Unlock()
+	if fail {
+		r.log("write " + p + " failed")
+		return target.Entry{}, target.NewError("write", p, target.ErrTemporary, errors.New("connection reset"))
+	}
+	if hold != nil {
+		close(holding)
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			r.log("write " + p + " cancelled")
+			return target.Entry{}, ctx.Err()
+		}
+	}
+	r.log("write " + p)
+	return r.Target.Write(ctx, p, rd, o)
+}
+
+func (r *recTarget) Rename(ctx context.Context, from, to string) error {
+	r.log("rename " + from + " " + to)
+	return r.Target.Rename(ctx, from, to)
+}
+
+func (r *recTarget) Remove(ctx context.Context, p string) error {
+	r.log("remove " + p)
+	return r.Target.Remove(ctx, p)
+}
+
+func (r *recTarget) Mkdir(ctx context.Context, p string) error {
+	r.log("mkdir " + p)
+	return r.Target.Mkdir(ctx, p)
+}
+
+func (r *recTarget) Rmdir(ctx context.Context, p string) error {
+	r.log("rmdir " + p)
+	return r.Target.Rmdir(ctx, p)
+}
+
+// wbEnv is a cache, a server folder and a runner with millisecond timers.
+type wbEnv struct {
+	t        *testing.T
+	srv      string
+	cacheDir string
+	tg       *recTarget
+	c        *cache.Cache
+	wb       *Writeback
+}
+
+func newWBEnv(t *testing.T) *wbEnv {
+	t.Helper()
+	e := &wbEnv{t: t, srv: t.TempDir(), cacheDir: t.TempDir()}
+	lt, err := local.New(e.srv, local.Options{Log: quietLog()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.tg = &recTarget{Target: lt}
+	e.open()
+	t.Cleanup(e.close)
+	return e
+}
+
+func (e *wbEnv) open() {
+	e.t.Helper()
+	c, err := cache.Open(cache.Options{Dir: e.cacheDir, Log: quietLog()})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.c = c
+	e.wb, err = NewWriteback(WritebackOptions{Target: e.tg, Cache: c, Log: quietLog(), Delay: 5 * time.Millisecond,
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+func (e *wbEnv) close() {
+	if e.c == nil {
+		return
+	}
+	e.wb.Close()
+	e.c.Close()
+	e.c = nil
+}
+
+// write creates or rewrites a file in the cache as the mount does: open,
+// write, commit at close, release.
+func (e *wbEnv) write(parent uint64, name, data string) uint64 {
+	e.t.Helper()
+	ent, err := e.c.Lookup(parent, name)
+	if errors.Is(err, cache.ErrNotFound) {
+		ent, err = e.c.Create(parent, name, 0o644, time.Now())
+	}
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.c.OpenLocal(ent.Ino, true, true, nil); err != nil {
+		e.t.Fatal(err)
+	}
+	if _, err := e.c.WriteLocal(ent.Ino, []byte(data), 0); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := e.c.Commit(ent.Ino, false); err != nil {
+		e.t.Fatal(err)
+	}
+	e.c.Release(ent.Ino, true)
+	return ent.Ino
+}
+
+func (e *wbEnv) mkdir(parent uint64, name string) uint64 {
+	e.t.Helper()
+	d, err := e.c.Mkdir(parent, name, 0o755, time.Now())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return d.Ino
+}
+
+func (e *wbEnv) flush() {
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := e.wb.Flush(ctx); err != nil {
+		e.t.Fatalf("flush: %v", err)
+	}
+	if n := e.c.JournalLen(); n != 0 {
+		e.t.Fatalf("journal holds %d operations after a flush", n)
+	}
+}
+
+func (e *wbEnv) serverFile(p string) string {
+	e.t.Helper()
+	b, err := os.ReadFile(filepath.Join(e.srv, p))
+	if err != nil {
+		e.t.Fatalf("on the server: %v", err)
+	}
+	return string(b)
+}
+
+func (e *wbEnv) wantCalls(want ...string) {
+	e.t.Helper()
+	if got := e.tg.Calls(); strings.Join(got, "\n") != strings.Join(want, "\n") {
+		e.t.Fatalf("server calls:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+// A folder is created before the file in it, and renaming the folder after
+// the file was queued moves the uploaded file with it: one rename.
+func TestWritebackOrder(t *testing.T) {
+	e := newWBEnv(t)
+	d := e.mkdir(cache.RootIno, "d")
+	e.write(d, "f", "content")
+	if err := e.c.Rename(cache.RootIno, "d", cache.RootIno, "e", false); err != nil {
+		t.Fatal(err)
+	}
+	e.flush()
+	e.wantCalls("mkdir d", "write d/f", "rename d e")
+	if got := e.serverFile("e/f"); got != "content" {
+		t.Fatalf("e/f = %q", got)
+	}
+}
+
+// Write, rename, write uploads once under the final name; create and
+// delete before the upload sends nothing.
+func TestWritebackCoalesces(t *testing.T) {
+	e := newWBEnv(t)
+	e.wb.Close() // hold the queue while the changes pile up
+	e.write(cache.RootIno, "a", "one")
+	if err := e.c.Rename(cache.RootIno, "a", cache.RootIno, "b", false); err != nil {
+		t.Fatal(err)
+	}
+	e.write(cache.RootIno, "b", "two")
+	e.write(cache.RootIno, "tmp", "x")
+	if err := e.c.Unlink(cache.RootIno, "tmp"); err != nil {
+		t.Fatal(err)
+	}
+	e.c.Close()
+	e.open()
+	e.flush()
+	e.wantCalls("write b")
+	if got := e.serverFile("b"); got != "two" {
+		t.Fatalf("b = %q", got)
+	}
+}
+
+// A file already on the server is renamed there, not uploaded again.
+func TestWritebackRenameUploaded(t *testing.T) {
+	e := newWBEnv(t)
+	e.write(cache.RootIno, "a", "data")
+	e.flush()
+	if err := e.c.Rename(cache.RootIno, "a", cache.RootIno, "b", false); err != nil {
+		t.Fatal(err)
+	}
+	e.flush()
+	e.wantCalls("write a", "rename a b")
+}
+
+// Failed uploads are retried with back-off until they succeed.
+func TestWritebackRetries(t *testing.T) {
+	e := newWBEnv(t)
+	e.tg.failNext = 2
+	e.write(cache.RootIno, "f", "data")
+	e.flush()
+	e.wantCalls("write f failed", "write f failed", "write f")
+	if st := e.wb.Status(); len(st.Errors) != 2 || st.Pending != 0 {
+		t.Fatalf("status after retries: %+v", st)
+	}
+}
+
+// A flush that cannot reach the server says what failed; the operation
+// stays queued and goes out after a restart.
+func TestWritebackFlushFailsAndResumes(t *testing.T) {
+	e := newWBEnv(t)
+	e.tg.failAll = true
+	e.mkdir(cache.RootIno, "d")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e.write(cache.RootIno, "f", "data")
+	err := e.wb.Flush(ctx)
+	var fe *FlushError
+	if !errors.As(err, &fe) || len(fe.Failed) != 1 || !strings.Contains(fe.Failed[0], "upload /f") {
+		t.Fatalf("flush against a failing server: %v", err)
+	}
+	if n := e.c.JournalLen(); n != 1 {
+		t.Fatalf("journal holds %d operations, want 1", n)
+	}
+	e.close()
+	e.tg.failAll = false
+	e.open()
+	e.flush()
+	if got := e.serverFile("f"); got != "data" {
+		t.Fatalf("f = %q", got)
+	}
+}
+
+// Deleting a file while it uploads cancels the upload and leaves nothing.
+func TestWritebackRemoveWhileUploading(t *testing.T) {
+	e := newWBEnv(t)
+	e.write(cache.RootIno, "keep", "k")
+	e.flush()
+	e.tg.hold, e.tg.holding = make(chan struct{}), make(chan struct{})
+	e.write(cache.RootIno, "keep", "changed")
+	select {
+	case <-e.tg.holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload did not start")
+	}
+	if err := e.c.Unlink(cache.RootIno, "keep"); err != nil {
+		t.Fatal(err)
+	}
+	e.flush()
+	e.wantCalls("write keep", "write keep cancelled", "remove keep")
+	if _, err := os.Stat(filepath.Join(e.srv, "keep")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("keep is still on the server: %v", err)
+	}
+}
+
+// A file changed on the server since the last sync is never overwritten:
+// the server's version keeps the name, the local one becomes a conflict
+// copy on both sides.
+func TestWritebackConflictKeepsBoth(t *testing.T) {
+	e := newWBEnv(t)
+	e.write(cache.RootIno, "doc.txt", "v1")
+	e.flush()
+	if err := os.WriteFile(filepath.Join(e.srv, "doc.txt"), []byte("server's v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.write(cache.RootIno, "doc.txt", "local v2")
+	e.flush()
+	if got := e.serverFile("doc.txt"); got != "server's v2" {
+		t.Fatalf("doc.txt on the server = %q", got)
+	}
+	kids, err := e.c.Children(cache.RootIno)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var copyName string
+	for _, k := range kids {
+		if strings.HasPrefix(k.Name, "doc.conflict-") && strings.HasSuffix(k.Name, ".txt") {
+			copyName = k.Name
+		}
+	}
+	if copyName == "" {
+		t.Fatalf("no conflict copy in the cache: %v", kids)
+	}
+	if got := e.serverFile(copyName); got != "local v2" {
+		t.Fatalf("%s on the server = %q", copyName, got)
+	}
+	if st := e.wb.Status(); len(st.Conflicts) != 1 {
+		t.Fatalf("conflicts in status: %+v", st.Conflicts)
+	}
+}
+
+// Many independent files go out in parallel and all arrive.
+func TestWritebackMany(t *testing.T) {
+	e := newWBEnv(t)
+	for i := 0; i < 5; i++ {
+		d := e.mkdir(cache.RootIno, fmt.Sprintf("d%d", i))
+		for j := 0; j < 20; j++ {
+			e.write(d, fmt.Sprintf("f%d", j), strings.Repeat("x", i*j))
+		}
+	}
+	e.flush()
+	for i := 0; i < 5; i++ {
+		for j := 0; j < 20; j++ {
+			if got := e.serverFile(fmt.Sprintf("d%d/f%d", i, j)); !bytes.Equal([]byte(got), bytes.Repeat([]byte("x"), i*j)) {
+				t.Fatalf("d%d/f%d = %q", i, j, got)
+			}
+		}
+	}
+}
