@@ -1,8 +1,6 @@
 package ftp
 
 import (
-	"crypto/rand"
-	"encoding/hex"
 	"io"
 	"os"
 	"path/filepath"
@@ -26,7 +24,7 @@ func TestContractEmbedded(t *testing.T) {
 	dirs := roots{}
 	targettest.Run(t, targettest.Harness{
 		New: func(t *testing.T) target.Target {
-			sub := freshDir(t, srv.Root)
+			sub := targettest.FreshDir(t, srv.Root)
 			tg, err := New(t.Context(), Options{URL: srv.URL() + sub, Password: srv.Password, Log: testutil.Log(t), Timeout: 10 * time.Second})
 			if err != nil {
 				t.Fatal(err)
@@ -39,59 +37,30 @@ func TestContractEmbedded(t *testing.T) {
 	})
 }
 
-// freshDir makes a uniquely named empty folder under root and returns its name.
-func freshDir(t testing.TB, root string) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "case-" + hex.EncodeToString(b[:])
-	if err := os.Mkdir(filepath.Join(root, name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return name
-}
+// realServer is one server started by scripts/test-servers.sh: its name
+// and the prefix of the variables the script exports for it.
+type realServer struct{ name, envPrefix string }
 
-// realServer describes a server started by scripts/test-servers.sh.
-type realServer struct {
-	name, urlEnv, rootEnv string
-}
+var (
+	proftpd = realServer{"proftpd", "FTPSYNC_TEST_PROFTPD"}
+	vsftpd  = realServer{"vsftpd", "FTPSYNC_TEST_VSFTPD"}
+)
 
 // TestContractRealServers runs the contract against proftpd and vsftpd.
 // Without the servers it skips, except in CI, where a missing server is a
 // failure (a silently skipped suite hides regressions).
 func TestContractRealServers(t *testing.T) {
-	for _, s := range []realServer{
-		{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"},
-		{"vsftpd", "FTPSYNC_TEST_VSFTPD_URL", "FTPSYNC_TEST_VSFTPD_ROOT"},
-	} {
+	for _, s := range []realServer{proftpd, vsftpd} {
 		t.Run(s.name, func(t *testing.T) {
-			u, root, pw := realServerEnv(t, s)
+			u, root, pw := targettest.RealServer(t, s.envPrefix)
 			runRealContract(t, u, root, pw, Options{})
 		})
 	}
 	t.Run("proftpd-explicit-tls", func(t *testing.T) {
-		u, root, pw := realServerEnv(t, realServer{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"})
-		ca := os.Getenv("FTPSYNC_TEST_CA")
-		if ca == "" {
-			missingServer(t, "FTPSYNC_TEST_CA")
-		}
+		u, root, pw := targettest.RealServer(t, proftpd.envPrefix)
+		ca := targettest.NeedEnv(t, "FTPSYNC_TEST_CA")[0]
 		runRealContract(t, "ftpes"+strings.TrimPrefix(u, "ftp"), root, pw, Options{CAFile: ca})
 	})
-}
-
-func realServerEnv(t *testing.T, s realServer) (u, root, pw string) {
-	u, root, pw = os.Getenv(s.urlEnv), os.Getenv(s.rootEnv), os.Getenv("FTPSYNC_TEST_PASSWORD")
-	if u == "" || pw == "" {
-		missingServer(t, s.urlEnv+" and FTPSYNC_TEST_PASSWORD")
-	}
-	return u, root, pw
-}
-
-func missingServer(t *testing.T, vars string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("%s not set: a missing server is a failure in CI (run scripts/test-servers.sh up, then eval \"$(scripts/test-servers.sh env)\")", vars)
-	}
-	t.Skipf("%s not set; start the servers with scripts/test-servers.sh up", vars)
 }
 
 // runRealContract runs the suite with each case in a fresh folder made
@@ -108,12 +77,7 @@ func runRealContract(t *testing.T, u, root, pw string, base Options) {
 				t.Fatal(err)
 			}
 			defer top.Close()
-			var b [4]byte
-			_, _ = rand.Read(b[:])
-			sub := "case-" + hex.EncodeToString(b[:])
-			if err := top.Mkdir(t.Context(), sub); err != nil {
-				t.Fatal(err)
-			}
+			sub := targettest.FreshRemoteDir(t, top)
 			opts.URL = u + "/" + sub
 			tg, err := New(t.Context(), opts)
 			if err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
 	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
 
 // newTarget connects to the embedded server with test defaults.
@@ -250,7 +251,7 @@ func TestTLSNotOffered(t *testing.T) {
 // TestTLSRealServerUntrusted: proftpd's certificate is refused without
 // its CA.
 func TestTLSRealServerUntrusted(t *testing.T) {
-	u, _, pw := realServerEnv(t, realServer{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"})
+	u, _, pw := targettest.RealServer(t, proftpd.envPrefix)
 	_, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "is not trusted", "--ca-file", "--insecure-skip-verify")
 	tg, err := New(t.Context(), Options{URL: "ftpes" + strings.TrimPrefix(u, "ftp"), Password: pw, InsecureSkipVerify: true, Log: testutil.Log(t)})

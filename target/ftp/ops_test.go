@@ -17,6 +17,7 @@ import (
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
 	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
 
 func TestClassify(t *testing.T) {
@@ -154,7 +155,7 @@ func TestRefineModTime(t *testing.T) {
 // TestRefineModTimeVsftpd: vsftpd's LIST gives minutes at best; MDTM gives
 // the seconds, and MDTM-write sets them.
 func TestRefineModTimeVsftpd(t *testing.T) {
-	u, _, pw := realServerEnv(t, realServer{"vsftpd", "FTPSYNC_TEST_VSFTPD_URL", "FTPSYNC_TEST_VSFTPD_ROOT"})
+	u, _, pw := targettest.RealServer(t, vsftpd.envPrefix)
 	tg, err := New(t.Context(), Options{URL: u, Password: pw, Log: testutil.Log(t)})
 	if err != nil {
 		t.Fatal(err)

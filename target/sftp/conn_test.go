@@ -16,6 +16,7 @@ import (
 
 	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
 
 // proxy forwards TCP connections to a server and can freeze the ones open
@@ -199,7 +200,7 @@ func TestReconnect(t *testing.T) {
 	isolate(t)
 	srv := startServer(t)
 	p := startProxy(t, srv.Addr)
-	sub := srv.freshDir(t)
+	sub := targettest.FreshDir(t, srv.Root)
 	data := make([]byte, 16<<20)
 	if err := os.WriteFile(filepath.Join(srv.Root, sub, "big"), data, 0o644); err != nil {
 		t.Fatal(err)

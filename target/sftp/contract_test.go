@@ -1,9 +1,6 @@
 package sftp
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -44,7 +41,7 @@ func TestContractInProcess(t *testing.T) {
 	var dirs roots
 	targettest.Run(t, targettest.Harness{
 		New: func(t *testing.T) target.Target {
-			sub := srv.freshDir(t)
+			sub := targettest.FreshDir(t, srv.Root)
 			tg, err := New(t.Context(), Options{URL: srv.URL(sub), Password: srv.Password,
 				KnownHostsFile: srv.KnownHosts, Log: testutil.Log(t), Timeout: 10 * time.Second})
 			if err != nil {
@@ -66,20 +63,10 @@ type realSSHD struct {
 // skips, except in CI, where a missing server is a failure.
 func sshdEnv(t *testing.T) realSSHD {
 	t.Helper()
-	s := realSSHD{
-		url:        os.Getenv("FTPSYNC_TEST_SFTP_URL"),
-		root:       os.Getenv("FTPSYNC_TEST_SFTP_ROOT"),
-		key:        os.Getenv("FTPSYNC_TEST_SFTP_KEY"),
-		knownHosts: os.Getenv("FTPSYNC_TEST_SFTP_KNOWN_HOSTS"),
-		password:   os.Getenv("FTPSYNC_TEST_PASSWORD"),
-	}
-	if s.url == "" || s.key == "" || s.knownHosts == "" || s.password == "" {
-		const vars = "FTPSYNC_TEST_SFTP_URL, _KEY, _KNOWN_HOSTS and FTPSYNC_TEST_PASSWORD"
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s not set: a missing server is a failure in CI (run scripts/test-servers.sh up, then eval \"$(scripts/test-servers.sh env)\")", vars)
-		}
-		t.Skipf("%s not set; start the servers with scripts/test-servers.sh up", vars)
-	}
+	var s realSSHD
+	s.url, s.root, s.password = targettest.RealServer(t, "FTPSYNC_TEST_SFTP")
+	files := targettest.NeedEnv(t, "FTPSYNC_TEST_SFTP_KEY", "FTPSYNC_TEST_SFTP_KNOWN_HOSTS")
+	s.key, s.knownHosts = files[0], files[1]
 	s.url = strings.TrimSuffix(s.url, "/")
 	return s
 }
@@ -108,12 +95,7 @@ func runOpenSSHContract(t *testing.T, s realSSHD, posixRename bool) {
 				t.Fatal(err)
 			}
 			defer top.Close()
-			var b [4]byte
-			_, _ = rand.Read(b[:])
-			sub := "case-" + hex.EncodeToString(b[:])
-			if err := top.Mkdir(t.Context(), sub); err != nil {
-				t.Fatal(err)
-			}
+			sub := targettest.FreshRemoteDir(t, top)
 			opts.URL = s.url + "/" + sub
 			tg, err := New(t.Context(), opts)
 			if err != nil {

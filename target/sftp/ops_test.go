@@ -19,7 +19,7 @@ import (
 // the folder's path on disk.
 func newInProcess(t *testing.T, srv *testServer) (*Target, string) {
 	t.Helper()
-	sub := srv.freshDir(t)
+	sub := targettest.FreshDir(t, srv.Root)
 	tg, err := New(t.Context(), Options{URL: srv.URL(sub), Password: srv.Password,
 		KnownHostsFile: srv.KnownHosts, Log: testutil.Log(t), Timeout: 10 * time.Second})
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rand"
-	"encoding/hex"
 	"encoding/pem"
 	"errors"
 	"io"
@@ -123,17 +122,6 @@ func startServer(t *testing.T) *testServer {
 // URL is the sftp:// URL of folder sub of the root ("" for the root).
 func (s *testServer) URL(sub string) string {
 	return "sftp://" + s.User + "@" + s.Addr + filepath.ToSlash(filepath.Join(s.Root, sub))
-}
-
-// freshDir makes a uniquely named empty folder under the root.
-func (s *testServer) freshDir(t testing.TB) string {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	name := "case-" + hex.EncodeToString(b[:])
-	if err := os.Mkdir(filepath.Join(s.Root, name), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return name
 }
 
 func (s *testServer) accept(cfg *ssh.ServerConfig) {
