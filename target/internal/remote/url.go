@@ -1,6 +1,6 @@
 // Package remote holds what the network targets (target/ftp and
 // target/sftp) share: the checks on the host, user and path of their URLs,
-// the form String prints, and the defaults of their options. Each scheme
+// the form String prints, and the default logger of New. Each scheme
 // keeps its own ParseURL, its own messages that show its URL form, and its
 // own rules where they differ on purpose (FTP's ?tls= parameter and
 // anonymous login, SFTP's refusal of a leading ~).
