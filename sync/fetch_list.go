@@ -35,6 +35,19 @@ type ListOptions struct {
 // beyond it the oldest wait until they are opened.
 const prefetchQueue = 4096
 
+// prefetchDepth is how many levels below a directory someone asked for are
+// listed in the background: two keep a depth-first walk (ls -R, find, du)
+// from waiting for the server at each level, while opening the root of a
+// huge tree does not crawl all of it.
+const prefetchDepth = 2
+
+// queued is a directory waiting for a background listing, with the levels
+// of subdirectories its listing may queue in turn.
+type queued struct {
+	ino   uint64
+	depth int
+}
+
 // Lister keeps directory listings in the cache fresh: a directory never
 // listed is listed before it is answered; a stale one is answered from the
 // cache at once and listed again in the background (so a remount with a
@@ -55,7 +68,7 @@ type Lister struct {
 	mu      gosync.Mutex         // protects the following
 	flights map[uint64]*flight   // listings in progress per directory
 	failed  map[uint64]time.Time // when a background refresh last failed
-	pending []uint64             // directories to list in the background, newest last
+	pending []queued             // directories to list in the background, newest last
 	opened  map[uint64]struct{}  // directories whose subdirectories were queued
 }
 
@@ -101,15 +114,15 @@ func (l *Lister) Close() {
 // queued, so that a walk stays ahead of the reader all the way down.
 func (l *Lister) Ensure(ctx context.Context, dir cache.Entry) error {
 	if dir.ListedAt.IsZero() {
-		return l.wait(ctx, l.start(dir.Ino, true))
+		return l.wait(ctx, l.start(dir.Ino, prefetchDepth))
 	}
 	if time.Since(dir.ListedAt) > l.opts.DirCacheTime && !l.failedRecently(dir.Ino) {
-		l.start(dir.Ino, true)
+		l.start(dir.Ino, prefetchDepth)
 	} else if l.markOpened(dir.Ino) {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
-			if err := l.queueSubdirs(dir.Ino); err != nil {
+			if err := l.queueSubdirs(dir.Ino, prefetchDepth); err != nil {
 				l.opts.Log.WithError(err).Debug("prefetch of subdirectories skipped")
 			}
 		}()
@@ -140,7 +153,7 @@ func (l *Lister) failedRecently(dir uint64) bool {
 
 // Refresh lists dir from the target now and waits for it.
 func (l *Lister) Refresh(ctx context.Context, dir uint64) error {
-	return l.wait(ctx, l.start(dir, true))
+	return l.wait(ctx, l.start(dir, prefetchDepth))
 }
 
 func (l *Lister) wait(ctx context.Context, fl *flight) error {
@@ -152,13 +165,13 @@ func (l *Lister) wait(ctx context.Context, fl *flight) error {
 	}
 }
 
-// start begins listing dir unless that is already under way; prefetch
-// queues its unlisted subdirectories afterwards (for listings someone asked
-// for, not for the background ones, so that opening the root of a huge tree
-// does not crawl all of it). The listing
-// runs on the Lister's context, so a caller that gives up does not cancel it
-// for the others waiting.
-func (l *Lister) start(dir uint64, prefetch bool) *flight {
+// start begins listing dir unless that is already under way; afterwards
+// its unlisted subdirectories are queued for background listings that may
+// go depth-1 levels further (prefetchDepth for a directory someone asked
+// for, so that opening the root of a huge tree does not crawl all of it).
+// The listing runs on the Lister's context, so a caller that gives up does
+// not cancel it for the others waiting.
+func (l *Lister) start(dir uint64, depth int) *flight {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if fl, ok := l.flights[dir]; ok {
@@ -175,7 +188,7 @@ func (l *Lister) start(dir uint64, prefetch bool) *flight {
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		err := l.list(dir, prefetch)
+		err := l.list(dir, depth)
 		l.mu.Lock()
 		delete(l.flights, dir)
 		if err != nil {
@@ -190,9 +203,9 @@ func (l *Lister) start(dir uint64, prefetch bool) *flight {
 	return fl
 }
 
-// list reads one directory from the target into the cache and, with
-// prefetch, queues its unlisted subdirectories.
-func (l *Lister) list(dir uint64, prefetch bool) error {
+// list reads one directory from the target into the cache and, with depth
+// left, queues its unlisted subdirectories.
+func (l *Lister) list(dir uint64, depth int) error {
 	p, err := l.opts.Cache.Path(dir)
 	if err != nil {
 		return err
@@ -209,11 +222,13 @@ func (l *Lister) list(dir uint64, prefetch bool) error {
 	if err != nil {
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
-	if !prefetch {
+	if depth <= 0 {
 		return nil
 	}
-	l.markOpened(dir)
-	if err := l.queueSubdirs(dir); err != nil {
+	if depth == prefetchDepth {
+		l.markOpened(dir)
+	}
+	if err := l.queueSubdirs(dir, depth); err != nil {
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
 	return nil
@@ -222,7 +237,7 @@ func (l *Lister) list(dir uint64, prefetch bool) error {
 // queueSubdirs queues dir's unlisted subdirectories for the workers, in
 // reverse so that the first name is listed first; beyond prefetchQueue the
 // oldest entries are dropped (they are listed when opened).
-func (l *Lister) queueSubdirs(dir uint64) error {
+func (l *Lister) queueSubdirs(dir uint64, depth int) error {
 	kids, err := l.opts.Cache.Children(dir)
 	if err != nil {
 		return err
@@ -231,7 +246,7 @@ func (l *Lister) queueSubdirs(dir uint64) error {
 	l.mu.Lock()
 	for i := len(kids) - 1; i >= 0; i-- {
 		if k := kids[i]; k.IsDir && k.ListedAt.IsZero() {
-			l.pending = append(l.pending, k.Ino)
+			l.pending = append(l.pending, queued{k.Ino, depth - 1})
 			added++
 		}
 	}
@@ -249,23 +264,23 @@ func (l *Lister) queueSubdirs(dir uint64) error {
 }
 
 // pop takes the newest queued directory.
-func (l *Lister) pop() (uint64, bool) {
+func (l *Lister) pop() (queued, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := len(l.pending)
 	if n == 0 {
-		return 0, false
+		return queued{}, false
 	}
-	ino := l.pending[n-1]
+	q := l.pending[n-1]
 	l.pending = l.pending[:n-1]
-	return ino, true
+	return q, true
 }
 
 // worker lists queued subdirectories that nobody has listed meanwhile.
 func (l *Lister) worker() {
 	defer l.wg.Done()
 	for {
-		ino, ok := l.pop()
+		q, ok := l.pop()
 		if !ok {
 			select {
 			case <-l.ctx.Done():
@@ -277,10 +292,10 @@ func (l *Lister) worker() {
 		if l.ctx.Err() != nil {
 			return
 		}
-		e, err := l.opts.Cache.Get(ino)
+		e, err := l.opts.Cache.Get(q.ino)
 		if err != nil || !e.ListedAt.IsZero() {
 			continue // removed meanwhile, or already listed
 		}
-		l.wait(l.ctx, l.start(ino, false))
+		l.wait(l.ctx, l.start(q.ino, q.depth))
 	}
 }

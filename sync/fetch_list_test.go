@@ -43,7 +43,7 @@ func waitListed(t *testing.T, c chan string, p string) {
 
 func TestEnsureListsOnceAndPrefetchesSubdirs(t *testing.T) {
 	env, l := newListEnv(t, ListOptions{Prefetch: 2})
-	os.MkdirAll(filepath.Join(env.root, "a", "deeper"), 0o755)
+	os.MkdirAll(filepath.Join(env.root, "a", "deeper", "deepest"), 0o755)
 	os.MkdirAll(filepath.Join(env.root, "b c"), 0o755)
 	os.WriteFile(filepath.Join(env.root, "b c", "f"), []byte("x"), 0o644)
 
@@ -52,10 +52,11 @@ func TestEnsureListsOnceAndPrefetchesSubdirs(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitListed(t, env.tgt.listed, "")
-	// Both subdirectories are listed in the background; "deeper" is not
-	// (prefetch goes one level down from what was opened).
+	// Both subdirectories and a/deeper are listed in the background;
+	// a/deeper/deepest is not (prefetch goes two levels down from what was
+	// opened).
 	seen := map[string]bool{}
-	for len(seen) < 2 {
+	for len(seen) < 3 {
 		select {
 		case p := <-env.tgt.listed:
 			seen[p] = true
@@ -63,8 +64,8 @@ func TestEnsureListsOnceAndPrefetchesSubdirs(t *testing.T) {
 			t.Fatalf("background listings seen: %v", seen)
 		}
 	}
-	if !seen["a"] || !seen["b c"] {
-		t.Fatalf("background listings %v, want a and b c", seen)
+	if !seen["a"] || !seen["b c"] || !seen["a/deeper"] {
+		t.Fatalf("background listings %v, want a, b c and a/deeper", seen)
 	}
 	bc, err := env.c.Lookup(cache.RootIno, "b c")
 	if err != nil {
@@ -89,7 +90,8 @@ func TestEnsureListsOnceAndPrefetchesSubdirs(t *testing.T) {
 	if _, err := env.c.Lookup(bc.Ino, "f"); err != nil {
 		t.Fatalf("file in prefetched directory: %v", err)
 	}
-	// Background listings do not queue their own subdirectories.
+	// The second level of background listings does not queue its own
+	// subdirectories.
 	a, err := env.c.Lookup(cache.RootIno, "a")
 	if err != nil {
 		t.Fatal(err)
@@ -99,8 +101,12 @@ func TestEnsureListsOnceAndPrefetchesSubdirs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !deeper.ListedAt.IsZero() {
-		t.Fatal("a background listing went on to list a/deeper")
+	deepest, err := env.c.Lookup(deeper.Ino, "deepest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !deepest.ListedAt.IsZero() {
+		t.Fatal("background listings went on to list a/deeper/deepest")
 	}
 }
 
@@ -162,45 +168,60 @@ func TestServerDownServesCachedListing(t *testing.T) {
 // someone asks for it, so that a depth-first walk finds them listed.
 func TestOpeningPrefetchedDirectoryQueuesItsSubdirs(t *testing.T) {
 	env, l := newListEnv(t, ListOptions{Prefetch: 1})
-	os.MkdirAll(filepath.Join(env.root, "a", "deeper", "deepest"), 0o755)
+	os.MkdirAll(filepath.Join(env.root, "a", "b", "c", "d", "e"), 0o755)
 
 	root, _ := env.c.Get(cache.RootIno)
 	if err := l.Ensure(context.Background(), root); err != nil {
 		t.Fatal(err)
 	}
-	waitListed(t, env.tgt.listed, "")
-	waitListed(t, env.tgt.listed, "a")
+	for _, p := range []string{"", "a", "a/b"} {
+		waitListed(t, env.tgt.listed, p)
+	}
 	a, err := env.c.Lookup(cache.RootIno, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Wait for the background listing to be stored (Refresh would list
-	// again, as a foreground listing).
+	b, err := env.c.Lookup(a.Ino, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the background listing of a/b to be stored (Refresh would
+	// list again, as a foreground listing).
 	l.mu.Lock()
-	fl := l.flights[a.Ino]
+	fl := l.flights[b.Ino]
 	l.mu.Unlock()
 	if fl != nil {
 		<-fl.done
 	}
-	a, _ = env.c.Get(a.Ino)
-	if a.ListedAt.IsZero() {
-		t.Fatal("a is not listed")
+	b, _ = env.c.Get(b.Ino)
+	if b.ListedAt.IsZero() {
+		t.Fatal("a/b is not listed")
 	}
-	if err := l.Ensure(context.Background(), a); err != nil {
+	select {
+	case p := <-env.tgt.listed:
+		t.Fatalf("%q listed before anyone opened a/b", p)
+	default:
+	}
+	if err := l.Ensure(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	waitListed(t, env.tgt.listed, "a/deeper")
-	// Only one level below what was asked for.
+	waitListed(t, env.tgt.listed, "a/b/c")
+	waitListed(t, env.tgt.listed, "a/b/c/d")
+	// Two levels below what was asked for, no further.
 	l.Close()
-	deeper, err := env.c.Lookup(a.Ino, "deeper")
+	c, err := env.c.Lookup(b.Ino, "c")
 	if err != nil {
 		t.Fatal(err)
 	}
-	deepest, err := env.c.Lookup(deeper.Ino, "deepest")
+	d, err := env.c.Lookup(c.Ino, "d")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !deepest.ListedAt.IsZero() {
-		t.Fatal("a/deeper/deepest was listed without anyone opening a/deeper")
+	e, err := env.c.Lookup(d.Ino, "e")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !e.ListedAt.IsZero() {
+		t.Fatal("a/b/c/d/e was listed without anyone opening a/b/c")
 	}
 }
