@@ -169,7 +169,7 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	defer fetcher.Close()
 	lister, err := sync.NewLister(sync.ListOptions{
 		Target: tgt, Cache: c, Log: g.log, DirCacheTime: mf.dirCacheTime,
-		Prefetch: max(1, mf.target.connections/2), OnChange: notifier.Changed,
+		Prefetch: max(1, mf.target.connections-1), OnChange: notifier.Changed,
 	})
 	if err != nil {
 		return err
