@@ -34,6 +34,7 @@ type oneshotOptions struct {
 	del, delUnmatch bool
 	force           bool
 	tf              targetFlags
+	metricsAddr     string
 }
 
 func newSyncCmd(g *globalOptions) *cobra.Command {
@@ -107,6 +108,7 @@ func newOneshotCmd(g *globalOptions, mode sync.Mode, use, short, long string) *c
 		f.BoolVar(&o.force, "force", false, "overwrite the destination even where it changed since the last sync")
 	}
 	o.tf.register(f)
+	registerMetricsFlag(f, &o.metricsAddr)
 	return cmd
 }
 
@@ -162,6 +164,12 @@ func runOneshot(cmd *cobra.Command, g *globalOptions, o *oneshotOptions, localSp
 		return aborted(ctx, err)
 	}
 	defer remote.Close()
+	remote, reg := withMetrics(o.metricsAddr, remote)
+	stopMetrics, err := startMetrics(o.metricsAddr, reg, g.log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 
 	store, err := o.openStore(g, local, remote)
 	if err != nil {

@@ -26,8 +26,12 @@ func newHistogram(bounds []float64) *Histogram {
 	return &Histogram{bounds: bounds, counts: make([]atomic.Uint64, len(bounds)+1)}
 }
 
-// Observe records one value.
+// Observe records one value; a nil *Histogram ignores it, as a nil
+// *Counter does.
 func (h *Histogram) Observe(v float64) {
+	if h == nil {
+		return
+	}
 	// The first bucket whose bound is >= v: Prometheus buckets are "le".
 	i := sort.SearchFloat64s(h.bounds, v)
 	h.counts[i].Add(1)
@@ -35,7 +39,11 @@ func (h *Histogram) Observe(v float64) {
 }
 
 // ObserveSince records the seconds elapsed since start.
-func (h *Histogram) ObserveSince(start time.Time) { h.Observe(time.Since(start).Seconds()) }
+func (h *Histogram) ObserveSince(start time.Time) {
+	if h != nil {
+		h.Observe(time.Since(start).Seconds())
+	}
+}
 
 // Count is the number of observations.
 func (h *Histogram) Count() uint64 {

@@ -115,14 +115,21 @@ func (f *family) get(values []string, mk func() series) series {
 }
 
 // Counter is a value that only goes up: operations done, bytes moved.
+// A nil *Counter ignores updates, so that another package can take one as
+// an optional hook (a field left nil when metrics are off) and call Inc
+// without checking.
 type Counter struct{ v atomic.Uint64 }
 
 // Inc adds one.
-func (c *Counter) Inc() { c.v.Add(1) }
+func (c *Counter) Inc() {
+	if c != nil {
+		c.v.Add(1)
+	}
+}
 
 // Add adds n; a negative n is ignored, since a counter never goes down.
 func (c *Counter) Add(n int64) {
-	if n > 0 {
+	if c != nil && n > 0 {
 		c.v.Add(uint64(n))
 	}
 }
