@@ -6,6 +6,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -62,7 +63,26 @@ func TestWriteTextGolden(t *testing.T) {
 		t.Fatalf("exposition differs.\ngot:\n%s\nwant:\n%s", b.String(), golden)
 	}
 	checkExposition(t, b.String())
+	_, samples := parseExposition(t, b.String())
+	if l := samples[0].labels; l["op"] != `say "hi"` || l["kind"] != "back\\slash\nnew" {
+		t.Fatalf("escaped labels read back as %q", l)
+	}
 }
+
+// reporter is the part of *testing.T the checkers use, so that a test can
+// check the checkers themselves with a recorder.
+type reporter interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+}
+
+// recorder notes failures; Fatalf ends its goroutine as testing.T's does.
+type recorder struct{ failed bool }
+
+func (r *recorder) Helper()               {}
+func (r *recorder) Errorf(string, ...any) { r.failed = true }
+func (r *recorder) Fatalf(string, ...any) { r.failed = true; runtime.Goexit() }
 
 // parsedSample is one sample line read back.
 type parsedSample struct {
@@ -73,7 +93,7 @@ type parsedSample struct {
 
 // parseExposition reads the text format back with a small line parser, so
 // the tests check what a scraper sees rather than our own strings.
-func parseExposition(t *testing.T, text string) (types map[string]string, samples []parsedSample) {
+func parseExposition(t reporter, text string) (types map[string]string, samples []parsedSample) {
 	t.Helper()
 	types = make(map[string]string)
 	for i, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
@@ -155,7 +175,7 @@ func parseSample(line string) (parsedSample, error) {
 // checkExposition checks what Prometheus relies on: every sample belongs to
 // a family with a TYPE line, histogram buckets are cumulative and ascending,
 // and the +Inf bucket equals _count.
-func checkExposition(t *testing.T, text string) {
+func checkExposition(t reporter, text string) {
 	t.Helper()
 	types, samples := parseExposition(t, text)
 	lastLE := map[string]float64{}
@@ -284,5 +304,35 @@ func TestHandlerServesOnLoopback(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusMethodNotAllowed {
 		t.Fatalf("POST: status %d, want 405", resp.StatusCode)
+	}
+}
+
+// TestNilHandlesIgnoreUpdates: another package keeps a *Counter or
+// *Histogram as an optional hook that stays nil when metrics are off.
+func TestNilHandlesIgnoreUpdates(t *testing.T) {
+	var c *Counter
+	c.Inc()
+	c.Add(5)
+	var h *Histogram
+	h.Observe(1)
+	h.ObserveSince(time.Now())
+}
+
+func TestCheckExpositionCatchesBrokenHistograms(t *testing.T) {
+	for name, text := range map[string]string{
+		"inf differs from count": "# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 3\n",
+		"not cumulative":         "# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"2\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n",
+		"no type line":           "x_total 1\n",
+	} {
+		ft := &recorder{}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			checkExposition(ft, text)
+		}()
+		<-done
+		if !ft.failed {
+			t.Errorf("%s: the checker passed %q", name, text)
+		}
 	}
 }

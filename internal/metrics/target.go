@@ -19,9 +19,27 @@ const (
 	UploadName    = "ftpsync_upload_duration_seconds"
 )
 
-// ops are the operation labels, one per Target method that talks to the
-// server (plus the FTP target's MDTM refinement).
-var ops = []string{"stat", "list", "open", "write", "append", "rename", "remove", "mkdir", "rmdir", "setmtime", "refine_mtime"}
+// op indexes the per-operation counters: one per Target method that talks
+// to the server, plus the FTP target's MDTM refinement.
+type op int
+
+const (
+	opStat op = iota
+	opList
+	opOpen
+	opWrite
+	opAppend
+	opRename
+	opRemove
+	opMkdir
+	opRmdir
+	opSetModTime
+	opRefine
+	numOps
+)
+
+// opNames are the "op" label values, by op.
+var opNames = [numOps]string{"stat", "list", "open", "write", "append", "rename", "remove", "mkdir", "rmdir", "setmtime", "refine_mtime"}
 
 // kinds maps errors to the "kind" label, first match wins. Cancellation is
 // checked first: an operation the user or an unmount cancelled is not a
@@ -57,9 +75,9 @@ func ErrorKind(err error) string {
 }
 
 // targetMetrics are the series one wrapper updates, looked up once so that
-// a call costs an atomic add, not a map lookup.
+// a successful call costs an atomic add, not a map lookup.
 type targetMetrics struct {
-	ops       map[string]*Counter // read only after construction
+	ops       [numOps]*Counter // read only after construction
 	errs      *CounterVec
 	bytesDown *Counter
 	bytesUp   *Counter
@@ -69,23 +87,22 @@ type targetMetrics struct {
 func newTargetMetrics(r *Registry) *targetMetrics {
 	opsVec := r.CounterVec(OpsName, "Calls to the remote side, by operation.", "op")
 	m := &targetMetrics{
-		ops:       make(map[string]*Counter, len(ops)),
 		errs:      r.CounterVec(ErrorsName, "Failed calls to the remote side, by operation and kind of error.", "op", "kind"),
 		bytesDown: r.Counter(BytesDownName, "Bytes read from the remote side."),
 		bytesUp:   r.Counter(BytesUpName, "Bytes sent to the remote side by writes and appends."),
 		upload:    r.Histogram(UploadName, "Time to store one file on the remote side, successful writes only.", UploadBuckets),
 	}
-	for _, op := range ops {
-		m.ops[op] = opsVec.With(op)
+	for o, name := range opNames {
+		m.ops[o] = opsVec.With(name)
 	}
 	return m
 }
 
 // done counts one call and, if it failed, its error by kind.
-func (m *targetMetrics) done(op string, err error) {
-	m.ops[op].Inc()
+func (m *targetMetrics) done(o op, err error) {
+	m.ops[o].Inc()
 	if err != nil {
-		m.errs.With(op, ErrorKind(err)).Inc()
+		m.errs.With(opNames[o], ErrorKind(err)).Inc()
 	}
 }
 
@@ -116,19 +133,19 @@ var _ target.Target = (*wrapped)(nil)
 
 func (w *wrapped) Stat(ctx context.Context, p string) (target.Entry, error) {
 	e, err := w.t.Stat(ctx, p)
-	w.m.done("stat", err)
+	w.m.done(opStat, err)
 	return e, err
 }
 
 func (w *wrapped) List(ctx context.Context, dir string) ([]target.Entry, error) {
 	es, err := w.t.List(ctx, dir)
-	w.m.done("list", err)
+	w.m.done(opList, err)
 	return es, err
 }
 
 func (w *wrapped) Open(ctx context.Context, p string, offset, length int64) (io.ReadCloser, error) {
 	rc, err := w.t.Open(ctx, p, offset, length)
-	w.m.done("open", err)
+	w.m.done(opOpen, err)
 	if err != nil {
 		return nil, err
 	}
@@ -138,7 +155,7 @@ func (w *wrapped) Open(ctx context.Context, p string, offset, length int64) (io.
 func (w *wrapped) Write(ctx context.Context, p string, r io.Reader, opts target.WriteOptions) (target.Entry, error) {
 	start := time.Now()
 	e, err := w.t.Write(ctx, p, &countingReader{r: r, c: w.m.bytesUp}, opts)
-	w.m.done("write", err)
+	w.m.done(opWrite, err)
 	if err == nil {
 		w.m.upload.ObserveSince(start)
 	}
@@ -147,37 +164,37 @@ func (w *wrapped) Write(ctx context.Context, p string, r io.Reader, opts target.
 
 func (w *wrapped) Append(ctx context.Context, p string, r io.Reader) (target.Entry, error) {
 	e, err := w.t.Append(ctx, p, &countingReader{r: r, c: w.m.bytesUp})
-	w.m.done("append", err)
+	w.m.done(opAppend, err)
 	return e, err
 }
 
 func (w *wrapped) Rename(ctx context.Context, from, to string) error {
 	err := w.t.Rename(ctx, from, to)
-	w.m.done("rename", err)
+	w.m.done(opRename, err)
 	return err
 }
 
 func (w *wrapped) Remove(ctx context.Context, p string) error {
 	err := w.t.Remove(ctx, p)
-	w.m.done("remove", err)
+	w.m.done(opRemove, err)
 	return err
 }
 
 func (w *wrapped) Mkdir(ctx context.Context, p string) error {
 	err := w.t.Mkdir(ctx, p)
-	w.m.done("mkdir", err)
+	w.m.done(opMkdir, err)
 	return err
 }
 
 func (w *wrapped) Rmdir(ctx context.Context, p string) error {
 	err := w.t.Rmdir(ctx, p)
-	w.m.done("rmdir", err)
+	w.m.done(opRmdir, err)
 	return err
 }
 
 func (w *wrapped) SetModTime(ctx context.Context, p string, t time.Time) error {
 	err := w.t.SetModTime(ctx, p, t)
-	w.m.done("setmtime", err)
+	w.m.done(opSetModTime, err)
 	return err
 }
 
@@ -196,7 +213,7 @@ var _ mtimeRefiner = (*wrappedRefiner)(nil)
 
 func (w *wrappedRefiner) RefineModTime(ctx context.Context, p string) (time.Time, error) {
 	t, err := w.rf.RefineModTime(ctx, p)
-	w.m.done("refine_mtime", err)
+	w.m.done(opRefine, err)
 	return t, err
 }
 
@@ -225,7 +242,7 @@ func (c *countingReadCloser) Read(p []byte) (int, error) {
 	n, err := c.rc.Read(p)
 	c.m.bytesDown.Add(int64(n))
 	if err != nil && err != io.EOF && !c.failed.Swap(true) {
-		c.m.errs.With("open", ErrorKind(err)).Inc()
+		c.m.errs.With(opNames[opOpen], ErrorKind(err)).Inc()
 	}
 	return n, err
 }
