@@ -90,18 +90,3 @@ func (r *Registry) Histogram(name, help string, buckets []float64) *Histogram {
 	f := r.register(name, help, kindHistogram, nil, buckets)
 	return f.get(nil, func() series { return newHistogram(slices.Clone(buckets)) }).(*Histogram)
 }
-
-// HistogramVec is a histogram family with labels.
-type HistogramVec struct{ f *family }
-
-// HistogramVec registers (or finds) a labelled histogram family.
-func (r *Registry) HistogramVec(name, help string, buckets []float64, labels ...string) *HistogramVec {
-	checkBuckets(name, buckets)
-	return &HistogramVec{f: r.register(name, help, kindHistogram, labels, buckets)}
-}
-
-// With returns the histogram for the label values. Keep the result where the
-// call is hot: With takes a lock.
-func (v *HistogramVec) With(values ...string) *Histogram {
-	return v.f.get(values, func() series { return newHistogram(slices.Clone(v.f.buckets)) }).(*Histogram)
-}
