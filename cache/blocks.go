@@ -197,22 +197,7 @@ func (c *Cache) PutBlock(ino, gen uint64, idx int64, data []byte) error {
 	id := blockID{ino, idx}
 	mu := c.stripe(ino)
 	mu.Lock()
-	err := c.db.Update(func(txn *badger.Txn) error {
-		e, err := getEntry(txn, ino)
-		if errors.Is(err, ErrNotFound) {
-			return ErrStale
-		}
-		if err != nil {
-			return err
-		}
-		if e.IsDir || e.Gen != gen {
-			return ErrStale
-		}
-		if want := min(int64(BlockSize), e.Size-idx*BlockSize); want != int64(len(data)) {
-			return fmt.Errorf("block holds %d bytes, want %d: %w", len(data), max(want, 0), ErrStale)
-		}
-		return txn.Set(blockKey(ino, idx), data)
-	})
+	err := c.putBlockTxn(ino, gen, idx, data)
 	if err == nil {
 		c.lru.add(id, int64(len(data)))
 	}
@@ -224,6 +209,35 @@ func (c *Cache) PutBlock(ino, gen uint64, idx int64, data []byte) error {
 		c.evict(id)
 	}
 	return nil
+}
+
+// putBlockTxn stores the block if the entry still matches. A change of the
+// entry by the mount (a rename) in between makes Badger report a conflict;
+// the check is then simply done again.
+func (c *Cache) putBlockTxn(ino, gen uint64, idx int64, data []byte) error {
+	var err error
+	for attempt := 0; attempt < 8; attempt++ {
+		err = c.db.Update(func(txn *badger.Txn) error {
+			e, err := getEntry(txn, ino)
+			if errors.Is(err, ErrNotFound) {
+				return ErrStale
+			}
+			if err != nil {
+				return err
+			}
+			if e.IsDir || e.Local || e.Gen != gen {
+				return ErrStale
+			}
+			if want := min(int64(BlockSize), e.Size-idx*BlockSize); want != int64(len(data)) {
+				return fmt.Errorf("block holds %d bytes, want %d: %w", len(data), max(want, 0), ErrStale)
+			}
+			return txn.Set(blockKey(ino, idx), data)
+		})
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return err
 }
 
 // evict deletes least recently used content until the cache fits MaxSize.

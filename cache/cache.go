@@ -76,6 +76,9 @@ type Cache struct {
 	// runner's hook (journal.go).
 	nextSeq uint64
 	hook    func(JournalEvent)
+	// dirChanged is, per folder, when the mount last changed its names;
+	// guarded by treeMu (see listingGrace).
+	dirChanged map[uint64]time.Time
 	// journalLen counts queued operations; written under treeMu.
 	journalLen atomic.Int64
 
@@ -124,6 +127,7 @@ func Open(opts Options) (*Cache, error) {
 	c.mem.init()
 	c.open.init()
 	c.nextSeq = 1
+	c.dirChanged = make(map[uint64]time.Time)
 	if err := c.initTree(); err != nil {
 		c.closeDB()
 		return nil, err

@@ -249,6 +249,19 @@ func (c *Cache) _update(f func(t *tx) error) error {
 	return nil
 }
 
+// touchDir notes a local change of a folder's names; treeMu is held.
+func (t *tx) touchDir(ino uint64) {
+	m := t.c.dirChanged
+	if len(m) >= 1<<14 {
+		for k, at := range m {
+			if time.Since(at) > listingGrace {
+				delete(m, k)
+			}
+		}
+	}
+	m[ino] = time.Now()
+}
+
 func (t *tx) get(ino uint64) (Entry, error) {
 	if e, ok := t.puts[ino]; ok {
 		return e, nil

@@ -208,11 +208,13 @@ func (c *Cache) ApplyListing(dir uint64, list []target.Entry, now time.Time) ([]
 		return nil, fmt.Errorf("apply listing: %w", err)
 	}
 	firstListing := parent.ListedAt.IsZero()
-	if !firstListing && c.journalLen.Load() > 0 {
+	if !firstListing && (c.journalLen.Load() > 0 || now.Sub(c.dirChanged[dir]) < listingGrace) {
 		// Local changes are on their way to the server: until they arrive,
 		// the server's tree is older than the mount's and a listing would
-		// bring back what was just renamed or deleted. The listing is
-		// taken up again once the journal is empty (the poller's job).
+		// bring back what was just renamed or deleted. A listing of a
+		// folder changed here moments ago may have been taken before the
+		// change reached the server, so it is not trusted either. The
+		// listing is taken up again later (the poller's job).
 		return nil, c.touchListed(parent, now)
 	}
 	byName := make(map[string]Entry, len(old))
@@ -310,6 +312,11 @@ func fromTarget(te target.Entry, ino, parent uint64, now time.Time) Entry {
 	}
 	return e
 }
+
+// listingGrace is how long after a local change in a folder a listing of it
+// is not applied: one begun before the change reached the server would
+// undo it in the cache. It exceeds the time a listing may take.
+const listingGrace = 45 * time.Second
 
 // localOwned reports whether the mount's side decides what the entry is:
 // its content lives locally, or it is not on the server yet. A listing

@@ -93,7 +93,7 @@ func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote targe
 			return err
 		}
 		e, err := t.get(ino)
-		if errors.Is(err, ErrNotFound) {
+		if errors.Is(err, ErrNotFound) || err == nil && e.Parent == 0 {
 			return nil
 		}
 		if err != nil {
@@ -136,6 +136,7 @@ func (c *Cache) KeepBoth(seq, ino uint64, conflictName string, remote target.Ent
 			return err
 		}
 		remote.Name = e.Name
+		t.touchDir(e.Parent)
 		srv := fromTarget(remote, newIno, e.Parent, now)
 		if err := t.txn.Set(childKey(e.Parent, e.Name), beBytes(newIno)); err != nil {
 			return err

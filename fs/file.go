@@ -67,6 +67,9 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 // fill copies a server file into w through the Fetcher, for OpenLocal.
 func (fsys *filesystem) fill(ctx context.Context) cache.Filler {
 	return func(e cache.Entry, w io.WriterAt) error {
+		if err := fsys.waitMoved(ctx, e.Ino); err != nil {
+			return err
+		}
 		buf := make([]byte, cache.BlockSize)
 		for off := int64(0); off < e.Size; {
 			n, err := fsys.opts.Fetcher.ReadAt(ctx, e, buf, off)
@@ -83,6 +86,19 @@ func (fsys *filesystem) fill(ctx context.Context) cache.Filler {
 		}
 		return nil
 	}
+}
+
+// waitMoved holds a read of server content until a rename that moved the
+// file here reached the server (the Fetcher reads by the current path).
+func (fsys *filesystem) waitMoved(ctx context.Context, ino uint64) error {
+	if fsys.opts.Writeback == nil {
+		return nil
+	}
+	p, err := fsys.opts.Cache.Path(ino)
+	if err != nil {
+		return err
+	}
+	return fsys.opts.Writeback.WaitMoved(ctx, p)
 }
 
 func (n *fileNode) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
@@ -175,7 +191,7 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	var n int
 	if h.local || e.Local {
 		n, err = fsys.opts.Cache.ReadLocal(ino, dest, off)
-	} else {
+	} else if err = fsys.waitMoved(ctx, ino); err == nil {
 		n, err = fsys.opts.Fetcher.ReadAt(ctx, e, dest, off)
 	}
 	if err != nil {

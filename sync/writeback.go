@@ -69,9 +69,13 @@ type Writeback struct {
 	flushing int            // flushes in progress
 	changed  chan struct{}  // closed and replaced whenever an operation ends
 	forced   map[uint64]int // files an fsync waits for: upload now, even while open
-	loaded   bool           // the journal was read
-	idle     bool           // the last round found nothing to start or wait for
-	stats    wbStats
+	// known is what our own uploads left at each path on the server, so
+	// that a check against an entry's record taken before one of them
+	// (the entry was replaced or deleted while it ran) is not a conflict.
+	known  map[string]target.Entry
+	loaded bool // the journal was read
+	idle   bool // the last round found nothing to start or wait for
+	stats  wbStats
 }
 
 // opState is the runner's view of one journal operation.
@@ -112,7 +116,8 @@ func NewWriteback(opts WritebackOptions) (*Writeback, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Writeback{opts: opts, ctx: ctx, stop: stop, wake: make(chan struct{}, 1),
-		ops: make(map[uint64]*opState), changed: make(chan struct{}), forced: make(map[uint64]int)}
+		ops: make(map[uint64]*opState), changed: make(chan struct{}), forced: make(map[uint64]int),
+		known: make(map[string]target.Entry)}
 	w.wg.Add(1)
 	go w.loop()
 	return w, nil
@@ -499,6 +504,35 @@ func (w *Writeback) FlushFile(ctx context.Context, ino uint64) error {
 			return fmt.Errorf("upload of inode %d: %w", ino, ctx.Err())
 		case <-w.ctx.Done():
 			return fmt.Errorf("upload of inode %d: the runner stopped", ino)
+		}
+	}
+}
+
+// WaitMoved waits until no queued rename has moved something onto path p or
+// an ancestor of it: until then the server holds p's content under its old
+// name, so a read of content not cached yet must wait.
+func (w *Writeback) WaitMoved(ctx context.Context, p string) error {
+	for {
+		w.mu.Lock()
+		ch := w.changed
+		pending := false
+		for _, st := range w.ops {
+			if st.op.Kind == cache.OpRename && (p == st.op.To || strings.HasPrefix(p, st.op.To+"/")) {
+				pending = true
+				break
+			}
+		}
+		w.mu.Unlock()
+		if !pending {
+			return nil
+		}
+		w.signal()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("read /%s: waiting for its rename to reach the server: %w", p, ctx.Err())
+		case <-w.ctx.Done():
+			return fmt.Errorf("read /%s: the write-back runner stopped", p)
 		}
 	}
 }

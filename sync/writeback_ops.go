@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,7 @@ func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 			}
 		}
 	case cache.OpRmdir:
+		w.moveKnown(o.Path, "")
 		err = tg.Rmdir(ctx, o.Path)
 		switch {
 		case errors.Is(err, target.ErrNotFound):
@@ -41,9 +43,14 @@ func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 			err = nil
 		}
 	case cache.OpRemove:
-		err = w.remove(ctx, o)
+		if err = w.remove(ctx, o); err == nil {
+			w.moveKnown(o.Path, "")
+		}
 	case cache.OpRename:
 		err = tg.Rename(ctx, o.Path, o.To)
+		if err == nil {
+			w.moveKnown(o.Path, o.To)
+		}
 		if errors.Is(err, target.ErrNotFound) {
 			w.opts.Log.WithField("path", "/"+o.Path).Warn("renaming on the server: the source is gone there; uploading the local copy instead")
 			err = c.Requeue(o.Ino)
@@ -70,6 +77,9 @@ func (w *Writeback) remove(ctx context.Context, o cache.Op) error {
 			return err
 		}
 		rec := &Record{Remote: sideOf(o.Record)}
+		if ours, ok := w.knownAt(o.Path, cur); ok {
+			rec.Remote = SideOf(ours)
+		}
 		d := Classify(Input{Remote: &cur, Record: rec, LocalDirty: DirtyNo})
 		if d.Action == Conflict {
 			w.conflict(o, "deleted here but changed on the server; the server's version is kept")
@@ -114,10 +124,21 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 	if e.Synced {
 		rec = &Record{Local: sideOf(e.SyncLocal), Remote: sideOf(e.SyncRemote)}
 	}
+	if rp != nil {
+		if ours, ok := w.knownAt(o.Path, remote); ok {
+			// What is there is what our own earlier operation left; the
+			// entry's record may predate it (it was replaced by a rename,
+			// or deleted, while that operation ran).
+			if rec == nil {
+				rec = &Record{Local: SideOf(local)}
+			}
+			rec.Remote = SideOf(ours)
+		}
+	}
 	if rp != nil && SameFile(local, *rp) && (local.Precision > 0 || remote.ModTime.Equal(local.ModTime)) {
 		// Already there: an earlier upload finished but was not recorded
 		// (a crash), or someone stored the very same file.
-		return c.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, remote)
+		return w.finishUpload(o, e, size, remote)
 	}
 	d := Classify(Input{Local: &local, Remote: rp, Record: rec, LocalDirty: DirtyYes})
 	if d.Action == Conflict && rp != nil {
@@ -134,7 +155,14 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 	w.mu.Lock()
 	w.stats.bytes += size
 	w.mu.Unlock()
-	return c.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got)
+	return w.finishUpload(o, e, size, got)
+}
+
+// finishUpload records the upload in the cache and what it left on the
+// server in known.
+func (w *Writeback) finishUpload(o cache.Op, e cache.Entry, size int64, got target.Entry) error {
+	w.noteKnown(o.Path, got)
+	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got)
 }
 
 // keepBoth is the default resolution (DESIGN.md): the server's version keeps
@@ -243,4 +271,51 @@ func (w *Writeback) Status() WritebackStatus {
 		s.Running = append(s.Running, f)
 	}
 	return s
+}
+
+// knownMax bounds the paths known remembers; past it, entries are dropped
+// at random, which can only make a later check report a conflict that a
+// fuller memory would have recognised as our own write.
+const knownMax = 10000
+
+// noteKnown remembers what an upload left at path p.
+func (w *Writeback) noteKnown(p string, e target.Entry) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.known) >= knownMax {
+		for k := range w.known {
+			delete(w.known, k)
+			break
+		}
+	}
+	w.known[p] = e
+}
+
+// knownAt returns what our own operations left at p, if the server still
+// shows exactly that (size and mtime, at the listing's precision).
+func (w *Writeback) knownAt(p string, cur target.Entry) (target.Entry, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k, ok := w.known[p]
+	if !ok || !SameFile(k, cur) {
+		return target.Entry{}, false
+	}
+	return k, true
+}
+
+// moveKnown follows a rename (to "" for a delete) of p and everything
+// below it.
+func (w *Writeback) moveKnown(from, to string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for k, e := range w.known {
+		rest, ok := strings.CutPrefix(k, from)
+		if !ok || rest != "" && rest[0] != '/' {
+			continue
+		}
+		delete(w.known, k)
+		if to != "" {
+			w.known[to+rest] = e
+		}
+	}
 }
