@@ -1,12 +1,19 @@
 package fs
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/sirupsen/logrus"
+
+	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/target/ftp"
 	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
 
@@ -26,7 +33,26 @@ func sh(t *testing.T, dir, script string) {
 // the plain one byte for byte.
 func toolCase(t *testing.T, start map[string][]byte, script string) *testMount {
 	t.Helper()
-	m := mount(t, mountOpts{})
+	return toolCaseOn(t, mountWritableFTP(t), start, script)
+}
+
+// mountWritableFTP mounts the embedded FTP server; serverDir is its folder.
+func mountWritableFTP(t *testing.T) *testMount {
+	t.Helper()
+	srv := ftpdtest.Start(t)
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	tg, err := ftp.New(t.Context(), ftp.Options{URL: srv.URL(), Password: srv.Password, Timeout: 10 * time.Second, Log: log})
+	if err != nil {
+		t.Fatalf("connect to the embedded server: %v", err)
+	}
+	m := mount(t, mountOpts{target: tg})
+	m.serverDir = srv.Root
+	return m
+}
+
+func toolCaseOn(t *testing.T, m *testMount, start map[string][]byte, script string) *testMount {
+	t.Helper()
 	ref := t.TempDir()
 	writeTree(t, m.serverDir, start)
 	writeTree(t, ref, start)
@@ -92,7 +118,7 @@ func TestGitClone(t *testing.T) {
 	sh(t, repo, `git init -q . && git -c user.name=t -c user.email=t@e add . && git -c user.name=t -c user.email=t@e commit -qm one`)
 	// git adapts .git/config and the index to the filesystem, so the
 	// reference is the mount itself: copied out before the flush.
-	m := mount(t, mountOpts{})
+	m := mountWritableFTP(t)
 	sh(t, m.dir, "git clone -q "+repo+" clone && git -C clone fsck --no-progress 2>&1 | (! grep .) && git -C clone status --porcelain | (! grep .)")
 	snap := t.TempDir()
 	sh(t, m.dir, "cp -r clone "+snap+"/")
@@ -108,4 +134,54 @@ func TestRsyncArchive(t *testing.T) {
 	writeTree(t, src, map[string][]byte{"a/1": []byte("one"), "a/b/2": []byte("two"), "top": []byte("t")})
 	os.Chmod(filepath.Join(src, "top"), 0o600)
 	toolCase(t, nil, "rsync -a "+src+"/ dst/")
+}
+
+// TestToolsRealServers runs an editor save, sed -i, tar x and a folder
+// rename against the proftpd and vsftpd of scripts/test-servers.sh. Without
+// them the test skips, and fails under CI=true.
+func TestToolsRealServers(t *testing.T) {
+	src := t.TempDir()
+	writeTree(t, src, map[string][]byte{"t/1": []byte("one"), "t/sub/2": make([]byte, 200000), "t/3": nil})
+	tarball := filepath.Join(t.TempDir(), "t.tar")
+	if out, err := exec.Command("tar", "cf", tarball, "-C", src, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v %s", err, out)
+	}
+	script := `
+mkdir work && cd work
+tar xf ` + tarball + `
+printf 'a=1\nb=2\n' > conf && sed -i 's/b=2/b=3/' conf
+cp conf .conf.swp && echo saved >> .conf.swp && mv .conf.swp conf
+mv t moved && echo log >> moved/1
+`
+	for _, s := range []struct{ name, urlEnv, rootEnv string }{
+		{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"},
+		{"vsftpd", "FTPSYNC_TEST_VSFTPD_URL", "FTPSYNC_TEST_VSFTPD_ROOT"},
+	} {
+		t.Run(s.name, func(t *testing.T) {
+			u, root, pw := os.Getenv(s.urlEnv), os.Getenv(s.rootEnv), os.Getenv("FTPSYNC_TEST_PASSWORD")
+			if u == "" || root == "" || pw == "" {
+				msg := fmt.Sprintf("%s, %s and FTPSYNC_TEST_PASSWORD not set; start the servers with scripts/test-servers.sh up", s.urlEnv, s.rootEnv)
+				if os.Getenv("CI") == "true" {
+					t.Fatal(msg)
+				}
+				t.Skip(msg)
+			}
+			sub := fmt.Sprintf("fs-write-%d", time.Now().UnixNano())
+			dir := filepath.Join(root, sub)
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.RemoveAll(dir) })
+			chownTree(t, dir)
+			log := logrus.New()
+			log.SetOutput(io.Discard)
+			tg, err := ftp.New(t.Context(), ftp.Options{URL: u + sub + "/", Password: pw, Timeout: 10 * time.Second, Log: log})
+			if err != nil {
+				t.Fatalf("connect to %s: %v", s.name, err)
+			}
+			m := mount(t, mountOpts{target: tg})
+			m.serverDir = dir
+			toolCaseOn(t, m, nil, script)
+		})
+	}
 }
