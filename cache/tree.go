@@ -264,7 +264,9 @@ func (c *Cache) ApplyListing(dir uint64, list []target.Entry, now time.Time) ([]
 		}
 	}
 	for _, e := range old {
-		if !listed[e.Name] && !e.localOwned() {
+		// Children of a folder never listed were all made here (a change
+		// lists its folder first): the server may not have them yet.
+		if !listed[e.Name] && !e.localOwned() && !firstListing {
 			removed = append(removed, e)
 			changes = append(changes, Change{Kind: ChangeRemoved, Parent: dir, Name: e.Name, Ino: e.Ino})
 		}

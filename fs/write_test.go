@@ -12,6 +12,7 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
 	"github.com/ftpsync-mount/ftpsync-mount/target/ftp"
 	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
@@ -183,5 +184,47 @@ mv t moved && echo log >> moved/1
 			m.serverDir = dir
 			toolCaseOn(t, m, nil, script)
 		})
+	}
+}
+
+// TestRemountWithLongQueueIsReadyAtOnce queues 10,000 uploads, then mounts
+// the cache again: the mount answers within a second, without waiting for
+// the queue, and the queue then drains.
+func TestRemountWithLongQueueIsReadyAtOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("queues 10,000 files")
+	}
+	cacheDir, serverDir := t.TempDir(), t.TempDir()
+	c, err := cache.Open(cache.Options{Dir: cacheDir, Log: logrus.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 10000
+	d, err := c.Mkdir(cache.RootIno, "many", 0o755, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < n; i++ {
+		if _, err := c.Create(d.Ino, fmt.Sprintf("f%05d", i), 0o644, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Close()
+
+	start := time.Now()
+	m := mount(t, mountOpts{cacheDir: cacheDir, serverDir: serverDir, writeBack: time.Millisecond})
+	ents, err := os.ReadDir(filepath.Join(m.dir, "many"))
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("mount and first listing took %v with %d uploads queued, want under 1s", d, n)
+	}
+	if err != nil || len(ents) != n {
+		t.Fatalf("listing: %d entries, %v", len(ents), err)
+	}
+	t.Logf("ready after %v", time.Since(start))
+	m.flush(t)
+	t.Logf("flushed after %v", time.Since(start))
+	got, err := os.ReadDir(filepath.Join(serverDir, "many"))
+	if err != nil || len(got) != n {
+		t.Fatalf("on the server: %d files, %v", len(got), err)
 	}
 }

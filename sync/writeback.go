@@ -40,6 +40,9 @@ type WritebackOptions struct {
 // reports it and leaves it queued for later.
 const flushAttempts = 3
 
+// roundGap spaces scheduling rounds woken by journal changes.
+const roundGap = time.Millisecond
+
 // scanLimit bounds how far past the journal's head one scheduling round
 // looks, so that a queue of many thousand operations costs little per
 // round; operations further back start once the head drains.
@@ -60,7 +63,8 @@ type Writeback struct {
 	ctx  context.Context  // cancelled by Close
 	stop context.CancelFunc
 	wg   gosync.WaitGroup // the loop and running operations
-	wake chan struct{}    // capacity 1
+	wake chan struct{}    // capacity 1: an operation ended, a flush began
+	news chan struct{}    // capacity 1: the journal changed
 
 	mu       gosync.Mutex // protects the following
 	ops      map[uint64]*opState
@@ -115,7 +119,7 @@ func NewWriteback(opts WritebackOptions) (*Writeback, error) {
 		opts.Now = time.Now
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	w := &Writeback{opts: opts, ctx: ctx, stop: stop, wake: make(chan struct{}, 1),
+	w := &Writeback{opts: opts, ctx: ctx, stop: stop, wake: make(chan struct{}, 1), news: make(chan struct{}, 1),
 		ops: make(map[uint64]*opState), changed: make(chan struct{}), forced: make(map[uint64]int),
 		known: make(map[string]target.Entry)}
 	w.wg.Add(1)
@@ -153,7 +157,10 @@ func (w *Writeback) hook(ev cache.JournalEvent) {
 		}
 	}
 	w.mu.Unlock()
-	w.signal()
+	select {
+	case w.news <- struct{}{}:
+	default:
+	}
 }
 
 func (w *Writeback) _add(o cache.Op) {
@@ -203,6 +210,8 @@ func (w *Writeback) loop() {
 	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	pause := time.NewTimer(time.Hour)
+	defer pause.Stop()
 	for {
 		w.mu.Lock()
 		start, next := w._pick(w.opts.Now())
@@ -221,6 +230,15 @@ func (w *Writeback) loop() {
 		case <-w.ctx.Done():
 			return
 		case <-w.wake:
+		case <-w.news:
+			// News comes with every file closed; a round looks at up to
+			// scanLimit operations, so such rounds are spaced a little.
+			pause.Reset(roundGap)
+			select {
+			case <-w.ctx.Done():
+				return
+			case <-pause.C:
+			}
 		case <-timer.C:
 		}
 		if !timer.Stop() {
@@ -237,9 +255,17 @@ func (w *Writeback) loop() {
 // no earlier unfinished operation touches the same path, an ancestor or a
 // descendant of it.
 func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
+	if len(w.order) > 2*len(w.ops)+64 {
+		live := w.order[:0]
+		for _, seq := range w.order {
+			if w.ops[seq] != nil {
+				live = append(live, seq)
+			}
+		}
+		w.order = live
+	}
 	busy := make(map[string]bool)    // paths of earlier unfinished operations
 	busyAnc := make(map[string]bool) // their proper ancestors
-	live := w.order[:0]
 	scanned := 0
 	waiting := false
 	for _, seq := range w.order {
@@ -247,10 +273,11 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 		if st == nil {
 			continue
 		}
-		live = append(live, seq)
-		if scanned >= scanLimit {
+		if scanned >= scanLimit || w.running >= w.opts.Transfers {
+			// Every slot is taken (a finished operation wakes us) or the
+			// rest waits for the head to drain.
 			waiting = true
-			continue
+			break
 		}
 		scanned++
 		conflict := false
@@ -275,12 +302,10 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 				}
 			case st.op.Kind == cache.OpUpload && !forced && w.opts.Cache.OpenForWrite(st.op.Ino):
 				waiting = true // Release wakes us
-			case w.running < w.opts.Transfers:
+			default:
 				st.running = true
 				w.running++
 				start = append(start, st)
-			default:
-				waiting = true
 			}
 		}
 		for _, p := range st.op.Paths() {
@@ -290,7 +315,6 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			}
 		}
 	}
-	w.order = live
 	w.idle = w.loaded && w.running == 0 && len(start) == 0 && !waiting
 	return start, next
 }
