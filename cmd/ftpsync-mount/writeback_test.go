@@ -27,8 +27,32 @@ import (
 type mountProc struct {
 	cmd    *exec.Cmd
 	mnt    string
-	done   chan error // receives the exit
-	stderr *bytes.Buffer
+	done   chan error  // receives the exit
+	lines  chan string // its log lines after "mounted", for waitLine
+	mu     gosync.Mutex
+	stderr *bytes.Buffer // guarded by mu
+}
+
+func (m *mountProc) log() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stderr.String()
+}
+
+// waitLine waits for a log line holding s.
+func (m *mountProc) waitLine(t *testing.T, s string) {
+	t.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		select {
+		case l := <-m.lines:
+			if strings.Contains(l, s) {
+				return
+			}
+		case <-timeout:
+			t.Fatalf("no log line with %q after 30s:\n%s", s, m.log())
+		}
+	}
 }
 
 // startMount runs `ftpsync-mount mount ARGS... URL MNT` and returns once it
@@ -48,13 +72,21 @@ func startMountURL(t *testing.T, bin, url, password, mnt string, args ...string)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	m := &mountProc{cmd: cmd, mnt: mnt, done: make(chan error, 1), stderr: &bytes.Buffer{}}
+	m := &mountProc{cmd: cmd, mnt: mnt, done: make(chan error, 1), stderr: &bytes.Buffer{}, lines: make(chan string, 4096)}
 	mounted := make(chan struct{})
 	go func() {
 		sc := bufio.NewScanner(pr)
 		found := false
 		for sc.Scan() {
+			m.mu.Lock()
 			m.stderr.WriteString(sc.Text() + "\n")
+			m.mu.Unlock()
+			if found {
+				select {
+				case m.lines <- sc.Text():
+				default:
+				}
+			}
 			if !found && strings.Contains(sc.Text(), "mounted ") {
 				found = true
 				close(mounted)
@@ -73,7 +105,7 @@ func startMountURL(t *testing.T, bin, url, password, mnt string, args ...string)
 	select {
 	case <-mounted:
 	case err := <-m.done:
-		t.Fatalf("mount exited before it was ready: %v\n%s", err, m.stderr)
+		t.Fatalf("mount exited before it was ready: %v\n%s", err, m.log())
 	case <-time.After(15 * time.Second):
 		t.Fatal("mount not ready after 15s")
 	}
@@ -87,7 +119,7 @@ func (m *mountProc) wait(t *testing.T) error {
 	case err := <-m.done:
 		return err
 	case <-time.After(60 * time.Second):
-		t.Fatalf("mount still running after 60s\n%s", m.stderr)
+		t.Fatalf("mount still running after 60s\n%s", m.log())
 		return nil
 	}
 }
@@ -180,7 +212,7 @@ func TestKill9MidTarThenRemount(t *testing.T) {
 		t.Fatalf("unmount: %v\n%s", err, out)
 	}
 	if err := m.wait(t); err != nil {
-		t.Fatalf("mount exit: %v\n%s", err, m.stderr)
+		t.Fatalf("mount exit: %v\n%s", err, m.log())
 	}
 	removeTempFiles(t, srv.Root)
 	targettest.CompareDirs(t, srv.Root, ref)
@@ -221,7 +253,7 @@ func TestUnmountUploadsPendingAndReportsFailures(t *testing.T) {
 		t.Fatalf("unmount: %v\n%s", err, out)
 	}
 	if err := m.wait(t); err != nil {
-		t.Fatalf("mount exit: %v\n%s", err, m.stderr)
+		t.Fatalf("mount exit: %v\n%s", err, m.log())
 	}
 	if got, err := os.ReadFile(filepath.Join(root, "a/b/one")); err != nil || string(got) != "first" {
 		t.Fatalf("after unmount the server holds %q, %v", got, err)
@@ -238,7 +270,7 @@ func TestUnmountUploadsPendingAndReportsFailures(t *testing.T) {
 		t.Fatalf("unmount with the server gone: %v\n%s", err, out)
 	}
 	if err := m.wait(t); err == nil {
-		t.Fatalf("the mount exited 0 with an upload left\n%s", m.stderr)
+		t.Fatalf("the mount exited 0 with an upload left\n%s", m.log())
 	}
 
 	m = startMount(t, bin, srv, mnt, "--cache-dir", cacheDir)
@@ -248,7 +280,7 @@ func TestUnmountUploadsPendingAndReportsFailures(t *testing.T) {
 		}
 	}
 	if err := m.wait(t); err != nil {
-		t.Fatalf("mount exit after umount: %v\n%s", err, m.stderr)
+		t.Fatalf("mount exit after umount: %v\n%s", err, m.log())
 	}
 	if got, err := os.ReadFile(filepath.Join(root, "a/two")); err != nil || string(got) != "second" {
 		t.Fatalf("the queued upload after a remount: %q, %v", got, err)
@@ -306,4 +338,39 @@ func (r *relay) close() {
 		c.Close()
 	}
 	r.conns = nil
+}
+
+// TestSecondSIGINTKeepsTheQueue stops a mount whose server is gone: the
+// first SIGINT unmounts and tries to upload, the second exits at once with
+// status 3, and the next mount uploads what was queued.
+func TestSecondSIGINTKeepsTheQueue(t *testing.T) {
+	bin := buildBinary(t)
+	srv := ftpdtest.Start(t)
+	mnt, cacheDir := t.TempDir(), t.TempDir()
+	relay := startRelay(t, srv.Addr())
+	m := startMountURL(t, bin, "ftp://"+srv.User+"@"+relay.addr()+"/", srv.Password, mnt, "--cache-dir", cacheDir, "--write-back", "1h", "--timeout", "2s")
+	if err := os.WriteFile(filepath.Join(mnt, "kept"), []byte("queued"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	relay.close()
+	m.cmd.Process.Signal(syscall.SIGINT)
+	m.waitLine(t, "uploading 1 pending operations before exit")
+	start := time.Now()
+	m.cmd.Process.Signal(syscall.SIGINT)
+	err := m.wait(t)
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitAborted {
+		t.Fatalf("exit after the second SIGINT: %v, want status %d\n%s", err, exitAborted, m.log())
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("the second SIGINT took %v to end the process", d)
+	}
+	m = startMount(t, bin, srv, mnt, "--cache-dir", cacheDir)
+	if out, err := exec.Command(bin, "unmount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v\n%s", err, out)
+	}
+	m.wait(t)
+	if got, err := os.ReadFile(filepath.Join(srv.Root, "kept")); err != nil || string(got) != "queued" {
+		t.Fatalf("after the remount the server holds %q, %v", got, err)
+	}
 }
