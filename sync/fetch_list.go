@@ -103,7 +103,11 @@ func NewLister(opts ListOptions) (*Lister, error) {
 
 // Close stops background listings and waits for them.
 func (l *Lister) Close() {
+	// Under mu, so that no goroutine is added (always under mu, after a
+	// look at ctx) once Wait may have begun.
+	l.mu.Lock()
 	l.cancel()
+	l.mu.Unlock()
 	l.wg.Wait()
 }
 
@@ -118,8 +122,7 @@ func (l *Lister) Ensure(ctx context.Context, dir cache.Entry) error {
 	}
 	if time.Since(dir.ListedAt) > l.opts.DirCacheTime && !l.failedRecently(dir.Ino) {
 		l.start(dir.Ino, prefetchDepth)
-	} else if l.markOpened(dir.Ino) {
-		l.wg.Add(1)
+	} else if l.markOpened(dir.Ino, true) {
 		go func() {
 			defer l.wg.Done()
 			if err := l.queueSubdirs(dir.Ino, prefetchDepth); err != nil {
@@ -131,14 +134,18 @@ func (l *Lister) Ensure(ctx context.Context, dir cache.Entry) error {
 }
 
 // markOpened records that dir's subdirectories are being queued and
-// reports whether that is new.
-func (l *Lister) markOpened(dir uint64) bool {
+// reports whether that is new; with goroutine, it also counts the goroutine
+// the caller then starts in wg.
+func (l *Lister) markOpened(dir uint64, goroutine bool) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if _, ok := l.opened[dir]; ok || l.ctx.Err() != nil {
 		return false
 	}
 	l.opened[dir] = struct{}{}
+	if goroutine {
+		l.wg.Add(1)
+	}
 	return true
 }
 
@@ -226,7 +233,7 @@ func (l *Lister) list(dir uint64, depth int) error {
 		return nil
 	}
 	if depth == prefetchDepth {
-		l.markOpened(dir)
+		l.markOpened(dir, false)
 	}
 	if err := l.queueSubdirs(dir, depth); err != nil {
 		return fmt.Errorf("list /%s: %w", p, err)
