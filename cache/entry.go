@@ -112,6 +112,10 @@ type Entry struct {
 	Synced     bool
 	SyncLocal  SideState
 	SyncRemote SideState
+	// Grown: since the last sync the file only grew (nothing below
+	// SyncLocal.Size was written or truncated), so its upload may append
+	// the new tail (--append-uploads).
+	Grown bool
 }
 
 // SideState is one side's size and mtime at the last sync.
@@ -140,7 +144,7 @@ func (e Entry) marshal() []byte {
 	b = binary.AppendUvarint(b, uint64(len(e.Name)))
 	b = append(b, e.Name...)
 	var flags byte
-	for i, f := range []bool{e.IsDir, e.Local, e.Dirty, e.OnServer, e.Synced} {
+	for i, f := range []bool{e.IsDir, e.Local, e.Dirty, e.OnServer, e.Synced, e.Grown} {
 		if f {
 			flags |= 1 << i
 		}
@@ -247,7 +251,7 @@ func unmarshalEntry(ino uint64, b []byte) (Entry, error) {
 	if b[0] == recordVersion1 {
 		e.OnServer = true
 	} else {
-		e.Local, e.Dirty, e.OnServer, e.Synced = flags&2 != 0, flags&4 != 0, flags&8 != 0, flags&16 != 0
+		e.Local, e.Dirty, e.OnServer, e.Synced, e.Grown = flags&2 != 0, flags&4 != 0, flags&8 != 0, flags&16 != 0, flags&32 != 0
 		e.Upload = r.uvarint()
 		e.LocalGen = r.uvarint()
 		for _, s := range []*SideState{&e.SyncLocal, &e.SyncRemote} {

@@ -32,7 +32,11 @@ type openFile struct {
 	dirty     bool      // written since the last commit
 	lastWrite time.Time // when dirty was set
 	mtime     time.Time // set by utimens after the last write; zero: lastWrite
+	minWrite  int64     // lowest offset written or truncated to since the last commit
 }
+
+// noWrite is minWrite when nothing was written.
+const noWrite = int64(1<<63 - 1)
 
 // openFiles tracks the open local files by inode.
 type openFiles struct {
@@ -88,7 +92,7 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 		if err != nil {
 			return fmt.Errorf("open the local content of inode %d: %w", ino, err)
 		}
-		of = &openFile{f: f}
+		of = &openFile{f: f, minWrite: noWrite}
 		c.open.m[ino] = of
 	}
 	of.refs++
@@ -99,7 +103,7 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 		if err := of.f.Truncate(0); err != nil {
 			return fmt.Errorf("truncate inode %d: %w", ino, err)
 		}
-		of.dirty, of.lastWrite, of.mtime = true, time.Now(), time.Time{}
+		of.dirty, of.lastWrite, of.mtime, of.minWrite = true, time.Now(), time.Time{}, 0
 	}
 	return nil
 }
@@ -151,7 +155,7 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 		if empty {
 			cur.Size = 0
 		}
-		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote = true, true, side, side
+		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote, cur.Grown = true, true, side, side, true
 		return t.put(cur)
 	})
 }
@@ -183,6 +187,7 @@ func (c *Cache) WriteLocal(ino uint64, p []byte, off int64) (int, error) {
 	of := c.open.m[ino]
 	if of != nil {
 		of.dirty, of.lastWrite, of.mtime = true, time.Now(), time.Time{}
+		of.minWrite = min(of.minWrite, off)
 	}
 	c.open.mu.Unlock()
 	if of == nil {
@@ -200,6 +205,7 @@ func (c *Cache) TruncateLocal(ino uint64, size int64) error {
 		return fmt.Errorf("truncate inode %d: not open", ino)
 	}
 	of.dirty, of.lastWrite, of.mtime = true, time.Now(), time.Time{}
+	of.minWrite = min(of.minWrite, size)
 	return of.f.Truncate(size)
 }
 
@@ -234,12 +240,13 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 	of := c.open.m[ino]
 	var dirty bool
 	var mtime time.Time
+	minWrite := noWrite
 	if of != nil {
-		dirty, mtime = of.dirty, of.mtime
+		dirty, mtime, minWrite = of.dirty, of.mtime, of.minWrite
 		if mtime.IsZero() {
 			mtime = of.lastWrite
 		}
-		of.dirty = false
+		of.dirty, of.minWrite = false, noWrite
 	}
 	c.open.mu.Unlock()
 	if of == nil || !dirty && !durable {
@@ -262,12 +269,15 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 				return err
 			}
 			e.Size, e.ModTime, e.Precision = st.Size(), mtime.UTC(), 0
+			if !e.Synced || minWrite < e.SyncLocal.Size || st.Size() < e.SyncLocal.Size {
+				e.Grown = false
+			}
 			return t.changed(e)
 		})
 		c.treeMu.Unlock()
 		if err != nil {
 			c.open.mu.Lock()
-			of.dirty = true
+			of.dirty, of.minWrite = true, min(of.minWrite, minWrite)
 			c.open.mu.Unlock()
 			return fmt.Errorf("commit inode %d: %w", ino, err)
 		}

@@ -322,6 +322,7 @@ func (c *Cache) Rename(parent uint64, name string, newParent uint64, newName str
 				// upload replaces it, and a delete before then removes it.
 				inherit = true
 				src.Synced, src.SyncRemote = serverRecord(dst)
+				src.Grown = false
 			}
 			if err := t.drop(dst); err != nil {
 				return err

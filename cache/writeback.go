@@ -101,6 +101,8 @@ func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote targe
 		}
 		e.Synced, e.SyncLocal = true, local
 		e.SyncRemote = SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
+		// A change during the upload was judged against the older record.
+		e.Grown = e.LocalGen == gen
 		if e.LocalGen == gen && e.Upload == 0 {
 			e.Dirty = false
 		}
@@ -147,7 +149,7 @@ func (c *Cache) KeepBoth(seq, ino uint64, conflictName string, remote target.Ent
 		changes = append(changes, Change{Kind: ChangeRemoved, Parent: e.Parent, Name: e.Name, Ino: e.Ino},
 			Change{Kind: ChangeAdded, Parent: e.Parent, Name: conflictName, Ino: e.Ino},
 			Change{Kind: ChangeAdded, Parent: e.Parent, Name: e.Name, Ino: newIno})
-		e.Name, e.OnServer, e.Synced, e.Upload = conflictName, false, false, 0
+		e.Name, e.OnServer, e.Synced, e.Upload, e.Grown = conflictName, false, false, 0, false
 		if err := t.txn.Set(childKey(e.Parent, conflictName), beBytes(e.Ino)); err != nil {
 			return err
 		}
@@ -175,7 +177,7 @@ func (c *Cache) Requeue(ino uint64) error {
 		if e.IsDir || !e.Local || e.Parent == 0 {
 			return nil
 		}
-		e.OnServer = false
+		e.OnServer, e.Grown = false, false
 		return t.changed(e)
 	})
 }

@@ -22,9 +22,31 @@ import (
 // call then fails at once as a refused connection would.
 type switchTarget struct {
 	target.Target
-	down  atomic.Bool
-	opens atomic.Int64 // transfers opened
-	bytes atomic.Int64 // bytes transferred
+	down     atomic.Bool
+	opens    atomic.Int64 // transfers opened
+	bytes    atomic.Int64 // bytes transferred
+	written  atomic.Int64 // bytes uploaded by Write
+	appended atomic.Int64 // bytes uploaded by Append
+}
+
+// countingSource counts the bytes an upload read.
+type countingSource struct {
+	r io.Reader
+	n *atomic.Int64
+}
+
+func (c countingSource) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n.Add(int64(n))
+	return n, err
+}
+
+func (s *switchTarget) Write(ctx context.Context, p string, r io.Reader, o target.WriteOptions) (target.Entry, error) {
+	return s.Target.Write(ctx, p, countingSource{r, &s.written}, o)
+}
+
+func (s *switchTarget) Append(ctx context.Context, p string, r io.Reader) (target.Entry, error) {
+	return s.Target.Append(ctx, p, countingSource{r, &s.appended})
 }
 
 var errDown = target.NewError("connect", "", target.ErrTemporary, errors.New("connection refused"))
@@ -70,6 +92,7 @@ type mountOpts struct {
 	readOnly     bool
 	writeBack    time.Duration // the upload delay; default 10ms
 	noRunner     bool          // queue writes but never upload them
+	appendUpload bool          // --append-uploads
 }
 
 // testMount is a mounted filesystem over a target, and its layers.
@@ -135,7 +158,8 @@ func mount(t *testing.T, o mountOpts) *testMount {
 			o.writeBack = 10 * time.Millisecond
 		}
 		m.wb, err = sync.NewWriteback(sync.WritebackOptions{Target: m.tgt, Cache: c, Log: log, Delay: o.writeBack,
-			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, OnChange: notifier.Changed})
+			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, OnChange: notifier.Changed,
+			AppendUploads: o.appendUpload})
 		if err != nil {
 			t.Fatal(err)
 		}

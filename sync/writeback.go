@@ -34,6 +34,10 @@ type WritebackOptions struct {
 	OnChange func([]cache.Change)
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+	// AppendUploads sends a file that only grew since its last upload by
+	// appending the new tail (APPE), after checking the server's copy is
+	// unchanged. Off by default: others see the file grow in place.
+	AppendUploads bool
 }
 
 // flushAttempts is how often a flush tries a failing operation before it

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -144,6 +145,9 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 	if d.Action == Conflict && rp != nil {
 		return w.keepBoth(o, e, remote, d)
 	}
+	if w.canAppend(e, d, rp, size) {
+		return w.appendTail(ctx, st, o, e, f, size)
+	}
 	counter := &uploadCounter{r: io.NewSectionReader(f, 0, size)}
 	w.mu.Lock()
 	st.progress, st.size = counter, size
@@ -163,6 +167,46 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 func (w *Writeback) finishUpload(o cache.Op, e cache.Entry, size int64, got target.Entry) error {
 	w.noteKnown(o.Path, got)
 	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got)
+}
+
+// canAppend reports whether an upload may send only the new tail: asked
+// for, supported, the file only grew since its last sync, and the server's
+// copy is exactly what that sync left.
+func (w *Writeback) canAppend(e cache.Entry, d Decision, rp *target.Entry, size int64) bool {
+	return w.opts.AppendUploads && w.opts.Target.Features().APPE && e.Grown && e.Synced &&
+		d.Action == Upload && d.Remote == Unchanged && rp != nil &&
+		rp.Size == e.SyncLocal.Size && size > e.SyncLocal.Size
+}
+
+// appendTail appends what the file grew by, then sets the mtime where the
+// server can. A failure part way leaves the server's file longer than the
+// record, so the retry finds it changed: a conflict keeps both versions
+// rather than appending twice.
+func (w *Writeback) appendTail(ctx context.Context, st *opState, o cache.Op, e cache.Entry, f *os.File, size int64) error {
+	tg := w.opts.Target
+	from := e.SyncLocal.Size
+	counter := &uploadCounter{r: io.NewSectionReader(f, from, size-from)}
+	w.mu.Lock()
+	st.progress, st.size = counter, size-from
+	w.mu.Unlock()
+	got, err := tg.Append(ctx, o.Path, counter)
+	if err != nil {
+		return fmt.Errorf("append to /%s: %w", o.Path, err)
+	}
+	if got.Size != size {
+		return fmt.Errorf("append to /%s: the server holds %d bytes, want %d", o.Path, got.Size, size)
+	}
+	if tg.Features().CanSetModTime() {
+		if err := tg.SetModTime(ctx, o.Path, e.ModTime); err == nil {
+			if after, err := tg.Stat(ctx, o.Path); err == nil {
+				got = after
+			}
+		}
+	}
+	w.mu.Lock()
+	w.stats.bytes += size - from
+	w.mu.Unlock()
+	return w.finishUpload(o, e, size, got)
 }
 
 // keepBoth is the default resolution (DESIGN.md): the server's version keeps

@@ -45,6 +45,7 @@ type mountFlags struct {
 	writeBack    time.Duration
 	transfers    int
 	fsync        string
+	appendUpload bool
 
 	// logToCache sends the log to mount.log in the cache directory: set for
 	// the --daemon child when no --log-file was given, whose standard error
@@ -96,6 +97,7 @@ NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 	f.BoolVar(&mf.readOnly, "read-only", false, "refuse writes")
 	f.DurationVar(&mf.writeBack, "write-back", 2*time.Second, "upload a file this long after it was last closed")
 	f.IntVar(&mf.transfers, "transfers", 4, "run this many uploads and other server changes at once")
+	f.BoolVar(&mf.appendUpload, "append-uploads", false, "upload a file that only grew by appending the new part (others can then see it grow)")
 	f.StringVar(&mf.fsync, "fsync", "local", "what fsync waits for: local (the cache on disk) or upload (the server; EIO if it cannot get there)")
 	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	f.BoolVar(&mf.daemon, "daemon", false, "run in the background once the mount is ready")
@@ -181,6 +183,7 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	if !mf.readOnly {
 		wb, err = sync.NewWriteback(sync.WritebackOptions{
 			Target: tgt, Cache: c, Log: g.log, Delay: mf.writeBack, Transfers: mf.transfers, OnChange: notifier.Changed,
+			AppendUploads: mf.appendUpload,
 		})
 		if err != nil {
 			return err
