@@ -42,10 +42,23 @@ func (c countingSource) Read(p []byte) (int, error) {
 }
 
 func (s *switchTarget) Write(ctx context.Context, p string, r io.Reader, o target.WriteOptions) (target.Entry, error) {
+	if s.down.Load() {
+		return target.Entry{}, errDown
+	}
 	return s.Target.Write(ctx, p, countingSource{r, &s.written}, o)
 }
 
+func (s *switchTarget) Stat(ctx context.Context, p string) (target.Entry, error) {
+	if s.down.Load() {
+		return target.Entry{}, errDown
+	}
+	return s.Target.Stat(ctx, p)
+}
+
 func (s *switchTarget) Append(ctx context.Context, p string, r io.Reader) (target.Entry, error) {
+	if s.down.Load() {
+		return target.Entry{}, errDown
+	}
 	return s.Target.Append(ctx, p, countingSource{r, &s.appended})
 }
 
@@ -93,6 +106,7 @@ type mountOpts struct {
 	writeBack    time.Duration // the upload delay; default 10ms
 	noRunner     bool          // queue writes but never upload them
 	appendUpload bool          // --append-uploads
+	fsyncUpload  bool          // --fsync=upload
 }
 
 // testMount is a mounted filesystem over a target, and its layers.
@@ -165,7 +179,7 @@ func mount(t *testing.T, o mountOpts) *testMount {
 		}
 	}
 	m.server, err = Mount(m.dir, Options{Cache: c, Fetcher: fetcher, Lister: m.lister, Notifier: notifier, Log: log,
-		ReadOnly: o.readOnly, Writeback: m.wb, Debug: os.Getenv("FTPSYNC_FUSE_DEBUG") != ""})
+		ReadOnly: o.readOnly, Writeback: m.wb, FsyncUpload: o.fsyncUpload, Debug: os.Getenv("FTPSYNC_FUSE_DEBUG") != ""})
 	if err != nil {
 		t.Fatalf("mount: %v", err)
 	}

@@ -2,12 +2,14 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -277,5 +279,36 @@ func flushNow(t *testing.T, m *testMount) {
 	defer cancel()
 	if err := m.wb.Flush(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFsyncUpload: with --fsync=upload, fsync returns once the file is on
+// the server, even while it stays open; with the server gone it fails.
+func TestFsyncUpload(t *testing.T) {
+	m := mountWritableFTPWith(t, mountOpts{fsyncUpload: true, writeBack: time.Hour})
+	f, err := os.Create(filepath.Join(m.dir, "db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("committed"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Sync(); err != nil {
+		t.Fatalf("fsync: %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(m.serverDir, "db")); err != nil || string(got) != "committed" {
+		t.Fatalf("after fsync the server holds %q, %v", got, err)
+	}
+	m.tgt.down.Store(true)
+	f.WriteString(" more")
+	if err := f.Sync(); !errors.Is(err, syscall.EIO) {
+		t.Fatalf("fsync with the server down: %v, want EIO", err)
+	}
+	m.tgt.down.Store(false)
+	f.Close()
+	m.flush(t)
+	if got, err := os.ReadFile(filepath.Join(m.serverDir, "db")); err != nil || string(got) != "committed more" {
+		t.Fatalf("after the flush the server holds %q, %v", got, err)
 	}
 }
