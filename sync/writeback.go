@@ -45,7 +45,7 @@ type WritebackOptions struct {
 const flushAttempts = 3
 
 // roundGap spaces scheduling rounds woken by journal changes.
-const roundGap = time.Millisecond
+const roundGap = 20 * time.Millisecond
 
 // scanLimit bounds how far past the journal's head one scheduling round
 // looks, so that a queue of many thousand operations costs little per
@@ -161,6 +161,10 @@ func (w *Writeback) hook(ev cache.JournalEvent) {
 		}
 	}
 	w.mu.Unlock()
+	if len(ev.Added) == 0 {
+		w.signal() // something may have been unblocked: look at once
+		return
+	}
 	select {
 	case w.news <- struct{}{}:
 	default:
@@ -242,6 +246,10 @@ func (w *Writeback) loop() {
 			case <-w.ctx.Done():
 				return
 			case <-pause.C:
+			case <-w.wake:
+				if !pause.Stop() {
+					<-pause.C
+				}
 			}
 		case <-timer.C:
 		}
