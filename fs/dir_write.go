@@ -24,13 +24,9 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	if errno := n.ensureListed(ctx); errno != 0 {
 		return nil, nil, 0, errno
 	}
-	c := n.fs.opts.Cache
-	e, err := c.Create(n.ino(), name, fileMode(mode), time.Now())
-	if err != nil {
-		return nil, nil, 0, n.fs.toErrno("create", err)
-	}
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	if err := c.OpenLocal(e.Ino, write, false, nil); err != nil {
+	e, err := n.fs.opts.Cache.CreateOpen(n.ino(), name, fileMode(mode), time.Now(), write)
+	if err != nil {
 		return nil, nil, 0, n.fs.toErrno("create", err)
 	}
 	n.fs.fillAttr(e, &out.Attr)

@@ -44,6 +44,13 @@ type WritebackOptions struct {
 // reports it and leaves it queued for later.
 const flushAttempts = 3
 
+// waitLimit ends a round after this many operations that wait for their
+// time (uploads within Delay of their last change): they were queued in
+// about the order they become ready, so the ones behind them can wait for
+// the next round, and a round stays cheap while thousands of files are
+// being written.
+const waitLimit = 128
+
 // roundGap spaces scheduling rounds woken by journal changes.
 const roundGap = 20 * time.Millisecond
 
@@ -278,14 +285,14 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 	}
 	busy := make(map[string]bool)    // paths of earlier unfinished operations
 	busyAnc := make(map[string]bool) // their proper ancestors
-	scanned := 0
+	scanned, timeWaiting := 0, 0
 	waiting := false
 	for _, seq := range w.order {
 		st := w.ops[seq]
 		if st == nil {
 			continue
 		}
-		if scanned >= scanLimit || w.running >= w.opts.Transfers {
+		if scanned >= scanLimit || timeWaiting >= waitLimit || w.running >= w.opts.Transfers {
 			// Every slot is taken (a finished operation wakes us) or the
 			// rest waits for the head to drain.
 			waiting = true
@@ -309,6 +316,7 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			case givenUp:
 			case at.After(now):
 				waiting = true
+				timeWaiting++
 				if next.IsZero() || at.Before(next) {
 					next = at
 				}
