@@ -274,8 +274,8 @@ func TestUnmountUploadsPendingAndReportsFailures(t *testing.T) {
 	}
 
 	m = startMount(t, bin, srv, mnt, "--cache-dir", cacheDir)
-	if out, err := exec.Command("fusermount3", "-u", mnt).CombinedOutput(); err != nil {
-		if out, err = exec.Command("umount", mnt).CombinedOutput(); err != nil {
+	if _, err := exec.Command("fusermount3", "-u", mnt).CombinedOutput(); err != nil {
+		if out, err := exec.Command("umount", mnt).CombinedOutput(); err != nil {
 			t.Fatalf("umount: %v\n%s", err, out)
 		}
 	}
