@@ -162,6 +162,9 @@ func (fsys *filesystem) toErrno(op string, err error) syscall.Errno {
 		return syscall.ENOTEMPTY
 	case errors.Is(err, cache.ErrInvalid):
 		return syscall.EINVAL
+	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
+		// The disk under the cache is full: the writer must know.
+		return syscall.ENOSPC
 	}
 	fsys.opts.Log.WithError(err).WithField("op", op).Warn("request failed; answering EIO")
 	return syscall.EIO
