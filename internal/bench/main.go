@@ -88,9 +88,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(2)
 	}
-	if !*keep {
-		defer os.RemoveAll(e.work)
-	}
 	var re *regexp.Regexp
 	if *only != "" {
 		re = regexp.MustCompile(*only)
@@ -120,6 +117,10 @@ func main() {
 		if !r.pass() {
 			failed = true
 		}
+	}
+	// os.Exit skips deferred calls: the scratch folder goes first.
+	if !*keep {
+		os.RemoveAll(e.work)
 	}
 	if failed {
 		os.Exit(1)
