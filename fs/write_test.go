@@ -225,8 +225,10 @@ func TestRemountWithLongQueueIsReadyAtOnce(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(m.dir, "many", "f09999")); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(start); d > raceSlowdown*time.Second {
-		t.Errorf("mount and first lookup took %v with %d uploads queued, want under %ds", d, n, raceSlowdown)
+	// The goal is under a second (about 0.3s alone); the limit allows
+	// twice that, since make test runs packages in parallel on two cores.
+	if d := time.Since(start); d > 2*raceSlowdown*time.Second {
+		t.Errorf("mount and first lookup took %v with %d uploads queued, want under %ds", d, n, 2*raceSlowdown)
 	}
 	ents, err := os.ReadDir(filepath.Join(m.dir, "many"))
 	if err != nil || len(ents) != n {
