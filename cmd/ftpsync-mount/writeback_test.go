@@ -251,6 +251,10 @@ func TestUnmountUploadsPendingAndReportsFailures(t *testing.T) {
 	if err != nil || json.Unmarshal(out, &st) != nil || st.Queue.Pending < 1 || st.Mountpoint != mnt {
 		t.Fatalf("status before unmount: %v\n%s", err, out)
 	}
+	out, err = exec.Command(bin, "status", mnt).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "operations pending") || !strings.Contains(string(out), "cache: ") {
+		t.Fatalf("status: %v\n%s", err, out)
+	}
 	if out, err := exec.Command(bin, "unmount", mnt).CombinedOutput(); err != nil {
 		t.Fatalf("unmount: %v\n%s", err, out)
 	}
