@@ -246,7 +246,13 @@ func (ss *session) size(p string) (int64, bool) {
 	if n, ok := ss.s.opts.Sizes[p]; ok {
 		return n, true
 	}
-	b, ok := ss.s.opts.Files[p]
+	if b, ok := ss.s.opts.Files[p]; ok {
+		return int64(len(b)), true
+	}
+	// What a client stored is there for it to check, as on a real server.
+	ss.s.mu.Lock()
+	defer ss.s.mu.Unlock()
+	b, ok := ss.s.stored[p]
 	return int64(len(b)), ok
 }
 

@@ -153,7 +153,9 @@ func TestRefineModTime(t *testing.T) {
 }
 
 // TestRefineModTimeVsftpd: vsftpd's LIST gives minutes at best; MDTM gives
-// the seconds, and MDTM-write sets them.
+// the seconds, and MDTM-write sets them. Write describes the file it stored
+// with MDTM, so the record taken after an upload is exact to the second,
+// which lets a later same-minute change be told apart.
 func TestRefineModTimeVsftpd(t *testing.T) {
 	u, _, pw := targettest.RealServer(t, vsftpd.envPrefix)
 	tg, err := New(t.Context(), Options{URL: u, Password: pw, Log: testutil.Log(t)})
@@ -171,8 +173,17 @@ func TestRefineModTimeVsftpd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer tg.Remove(t.Context(), name)
-	if e.Precision <= time.Second {
-		t.Errorf("LIST entry %+v claims second precision", e)
+	if e.Precision != time.Second || !e.ModTime.Equal(mt) || e.Size != 1 {
+		t.Errorf("Write's entry %+v: want size 1, time %v to the second", e, mt)
+	}
+	es, err := tg.List(t.Context(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, le := range es {
+		if le.Name == name && le.Precision <= time.Second {
+			t.Errorf("LIST entry %+v claims second precision", le)
+		}
 	}
 	got, err := tg.RefineModTime(t.Context(), name)
 	if err != nil || !got.Equal(mt) {

@@ -139,13 +139,14 @@ func (t *Target) write(c *conn, rel, tmp string, cr *countingReader, opts target
 	if err := t.stor(c, rel, tmpAbs, cr, opts); err != nil {
 		return target.Entry{}, err
 	}
-	if err := t.checkStored(c, rel, tmpAbs, cr.n); err != nil {
-		return target.Entry{}, err
-	}
 	if !opts.ModTime.IsZero() {
 		if err := t.setTempTime(c, tmpAbs, opts); err != nil {
 			return target.Entry{}, err
 		}
+	}
+	e, described, err := t.probeStored(c, rel, tmpAbs, cr.n)
+	if err != nil {
+		return target.Entry{}, err
 	}
 	if err := t.replace(c, tmpAbs, t.abs(rel)); err != nil {
 		if replyCode(err) < 500 {
@@ -158,6 +159,9 @@ func (t *Target) write(c *conn, rel, tmp string, cr *countingReader, opts target
 		t.renameRefused.Store(true)
 		t.log.WithError(err).Warnf("server %s refuses to rename files; uploads now overwrite in place, so a reader may see a partial file", t.ep.Host)
 		return t.copyInPlace(c, rel, tmpAbs, cr, opts)
+	}
+	if described {
+		return e, nil // a rename keeps size and time
 	}
 	return t.stat(c, rel)
 }
@@ -186,21 +190,52 @@ func (t *Target) stor(c *conn, rel, abs string, cr *countingReader, opts target.
 	return nil
 }
 
-// checkStored asks for the size of the temporary file before it replaces
-// the final name. A data connection cut short on the way can look like a
-// finished upload to both ends (the server read a clean end of stream and
-// says 226 while our last bytes were lost), and only the size tells. A
-// server without SIZE leaves nothing to check with.
-func (t *Target) checkStored(c *conn, rel, tmpAbs string, sent int64) error {
+// probeStored checks the temporary file before it replaces the final name,
+// and describes it when one command can: the entry then serves as Write's
+// answer, since a rename keeps size and time. A data connection cut short on
+// the way can look like a finished upload to both ends (the server read a
+// clean end of stream and says 226 while our last bytes were lost), and only
+// the stored size tells. With MLST one command gives size and time; without
+// it SIZE checks and MDTM gives the time to the second (listing the parent
+// instead would cost a whole directory per upload). A server with neither
+// SIZE nor MDTM leaves nothing to check with and is described after the
+// rename.
+func (t *Target) probeStored(c *conn, rel, tmpAbs string, sent int64) (target.Entry, bool, error) {
+	short := func(size int64) error {
+		return target.Errorf("write", rel, target.ErrTemporary, "the server stored %d of the %d bytes sent: the transfer was cut short", size, sent)
+	}
+	if t.feat.mlst {
+		e, err := t.statAbs(c, tmpAbs)
+		if err != nil {
+			return target.Entry{}, false, err
+		}
+		if e.Size != sent {
+			return target.Entry{}, false, short(e.Size)
+		}
+		e.Name = target.Base(rel)
+		return e, true, nil
+	}
 	size, err := c.sc.FileSize(tmpAbs)
 	switch {
 	case err == nil && size != sent:
-		return target.Errorf("write", rel, target.ErrTemporary, "the server stored %d of the %d bytes sent: the transfer was cut short", size, sent)
-	case err != nil && !isConnError(err) && replyCode(err) >= codeSyntax:
+		return target.Entry{}, false, short(size)
+	case err != nil && (isConnError(err) || replyCode(err) < codeSyntax):
+		return target.Entry{}, false, err
+	case err != nil:
 		t.log.WithError(err).Debug("no SIZE to check an upload with")
-		return nil
+		return target.Entry{}, false, nil
 	}
-	return err
+	if !c.sc.IsGetTimeSupported() {
+		return target.Entry{}, false, nil
+	}
+	mtime, err := c.sc.GetTime(tmpAbs)
+	if err != nil {
+		if isConnError(err) || replyCode(err) < codeSyntax {
+			return target.Entry{}, false, err
+		}
+		return target.Entry{}, false, nil
+	}
+	return target.Entry{Name: target.Base(rel), Size: size, ModTime: mtime, Precision: time.Second}, true, nil
 }
 
 // setTempTime sets the time on the temporary file before the rename, so
