@@ -449,8 +449,21 @@ queued and is uploaded by the next mount of the same cache.`,
 			}
 			if hasControl(mp) {
 				// The mount process uploads, detaches and uploads what came
-				// since; this command shows progress and its outcome.
-				return askControl(mp, "unmount", progressPrinter(cmd.ErrOrStderr(), "unmount "+args[0]))
+				// since; this command shows progress and its outcome, then
+				// waits for the process to close its cache, so that a
+				// script (or systemd) may use the cache dir right after.
+				pid := 0
+				askControl(mp, "status", func(r controlReply) error {
+					if r.Status != nil {
+						pid = r.Status.PID
+					}
+					return nil
+				})
+				err := askControl(mp, "unmount", progressPrinter(cmd.ErrOrStderr(), "unmount "+args[0]))
+				if pid > 0 && !waitExit(pid, exitWait) {
+					g.log.Warnf("the mount process %d has not exited %s after the unmount", pid, exitWait)
+				}
+				return err
 			}
 			if err := unmount(mp); err != nil {
 				return fmt.Errorf("unmount %s: %w", args[0], err)
