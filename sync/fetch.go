@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/metrics"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
@@ -31,6 +32,9 @@ type FetchOptions struct {
 	// Timeout bounds opening a transfer and each block's arrival, so that a
 	// dead server fails a read instead of hanging it (default 30s).
 	Timeout time.Duration
+	// CacheHits and CacheMisses, if set, count blocks served from memory or
+	// the cache and blocks that had to come from the server.
+	CacheHits, CacheMisses *metrics.Counter
 }
 
 // Fetcher reads file content through the cache, fetching missing blocks
@@ -142,6 +146,7 @@ func (f *Fetcher) readAt(ctx context.Context, e cache.Entry, p []byte, off int64
 // block returns one block of a file.
 func (f *Fetcher) block(ctx context.Context, e cache.Entry, idx int64) ([]byte, error) {
 	if data := f.hotGet(e, idx); data != nil {
+		f.opts.CacheHits.Inc()
 		return data, nil
 	}
 	data, err := f.fetchBlock(ctx, e, idx)
@@ -177,10 +182,16 @@ func (f *Fetcher) fetchBlock(ctx context.Context, e cache.Entry, idx int64) ([]b
 	for round := 0; round < 4; round++ {
 		data, err := f.opts.Cache.ReadBlock(e.Ino, idx)
 		if err == nil {
+			if round == 0 {
+				f.opts.CacheHits.Inc()
+			}
 			return data, nil
 		}
 		if !errors.Is(err, cache.ErrNotFound) {
 			return nil, err
+		}
+		if round == 0 {
+			f.opts.CacheMisses.Inc()
 		}
 		s, err := f.streamFor(e, idx)
 		if err != nil {

@@ -188,6 +188,11 @@ type stopAfter struct {
 
 func (s *stopAfter) Write(ctx context.Context, p string, r io.Reader, o target.WriteOptions) (target.Entry, error) {
 	e, err := s.Target.Write(ctx, p, r, o)
+	if err != nil {
+		// Not on the server (a parallel transfer the stop cut short):
+		// the resumed run must send it, so it is not counted.
+		return e, err
+	}
 	if s.writes.Add(1) == s.n {
 		// The file is in place but the run never hears of it, so it
 		// is not recorded: the next run must see both sides equal.

@@ -12,6 +12,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/metrics"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
@@ -38,6 +39,8 @@ type WritebackOptions struct {
 	// appending the new tail (APPE), after checking the server's copy is
 	// unchanged. Off by default: others see the file grow in place.
 	AppendUploads bool
+	// Conflicts, if set, counts the conflicts the runner settles.
+	Conflicts *metrics.Counter
 }
 
 // flushAttempts is how often a flush tries a failing operation before it

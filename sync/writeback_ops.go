@@ -228,6 +228,7 @@ func (w *Writeback) keepBoth(o cache.Op, e cache.Entry, remote target.Entry, d D
 // conflict records and logs a conflict the runner settled.
 func (w *Writeback) conflict(o cache.Op, what string) {
 	w.opts.Log.WithField("path", "/"+o.Path).Warn("conflict: " + what)
+	w.opts.Conflicts.Inc()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.stats.conflicts = append(w.stats.conflicts, SettledConflict{Path: o.Path, What: what, At: w.opts.Now()})

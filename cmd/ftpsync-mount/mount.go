@@ -46,6 +46,7 @@ type mountFlags struct {
 	transfers    int
 	fsync        string
 	appendUpload bool
+	metricsAddr  string
 
 	// logToCache sends the log to mount.log in the cache directory: set for
 	// the --daemon child when no --log-file was given, whose standard error
@@ -82,7 +83,7 @@ NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 				return err
 			}
 			mf.logToCache = ready.f != nil && g.logFile == ""
-			err = runMount(cmd.Context(), g, mf, args[0], args[1], func() { ready.ok(mf.logPath) })
+			err = runMount(cmd.Context(), g, mf, args[0], args[1], func() { ready.ok(mf.logPath); notifyReady(g.log) })
 			if err != nil {
 				ready.fail(err)
 			}
@@ -91,6 +92,7 @@ NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 	}
 	f := cmd.Flags()
 	mf.target.register(f)
+	registerMetricsFlag(f, &mf.metricsAddr)
 	f.StringVar(&mf.cacheDir, "cache-dir", "", "keep the cache here (default $XDG_CACHE_HOME/ftpsync-mount/<remote>)")
 	f.StringVar(&mf.cacheMaxSize, "cache-max-size", "0", "evict least recently used file content beyond this size, like 500M or 10G (0: no limit)")
 	f.DurationVar(&mf.dirCacheTime, "dir-cache-time", 5*time.Minute, "list a directory from the server again when its listing is older than this")
@@ -140,6 +142,7 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 		return err
 	}
 	defer tgt.Close()
+	tgt, reg := withMetrics(mf.metricsAddr, tgt)
 	// Badger creates its files with the umask's mode, also later ones (new
 	// value-log files); the cache holds the user's files and stays private.
 	// The mount process creates nothing else while it runs.
@@ -153,6 +156,12 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 		return err
 	}
 	defer c.Close()
+	mountGauges(reg, c)
+	stopMetrics, err := startMetrics(mf.metricsAddr, reg, g.log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	if mf.logToCache {
 		mf.logPath = filepath.Join(dir, "mount.log")
 		f, err := os.OpenFile(mf.logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
@@ -164,7 +173,10 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	}
 	notifier := fs.NewNotifier(g.log)
 	defer notifier.Close()
-	fetcher, err := sync.NewFetcher(sync.FetchOptions{Target: tgt, Cache: c, Log: g.log, Timeout: mf.target.timeout})
+	fetcher, err := sync.NewFetcher(sync.FetchOptions{Target: tgt, Cache: c, Log: g.log, Timeout: mf.target.timeout,
+		CacheHits:   reg.Counter("ftpsync_cache_hits_total", "Blocks read from memory or the cache."),
+		CacheMisses: reg.Counter("ftpsync_cache_misses_total", "Blocks that had to be fetched from the server."),
+	})
 	if err != nil {
 		return err
 	}
@@ -184,6 +196,7 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 		wb, err = sync.NewWriteback(sync.WritebackOptions{
 			Target: tgt, Cache: c, Log: g.log, Delay: mf.writeBack, Transfers: mf.transfers, OnChange: notifier.Changed,
 			AppendUploads: mf.appendUpload,
+			Conflicts:     reg.Counter("ftpsync_conflicts_total", "Conflicts the write-back settled by keeping both versions."),
 		})
 		if err != nil {
 			return err

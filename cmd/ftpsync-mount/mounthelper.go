@@ -57,7 +57,7 @@ var valueMountOptions = map[string]string{
 	"cache_dir": "cache-dir", "cache_max_size": "cache-max-size", "connections": "connections",
 	"password_file": "password-file", "ca_file": "ca-file", "timeout": "timeout",
 	"dir_cache_time": "dir-cache-time", "log_file": "log-file", "log_level": "log-level",
-	"config": "config",
+	"config": "config", "metrics_addr": "metrics-addr",
 }
 
 // boolMountOptions map bare options to flags.

@@ -142,7 +142,13 @@ func (c *Counter) render(b *strings.Builder, name, labels string) {
 }
 
 // Counter registers (or finds) an unlabelled counter.
+//
+// On a nil registry (metrics off) it returns a nil counter, whose updates
+// do nothing, so callers need no branch.
 func (r *Registry) Counter(name, help string) *Counter {
+	if r == nil {
+		return nil
+	}
 	f := r.register(name, help, kindCounter, nil, nil)
 	return f.get(nil, func() series { return new(Counter) }).(*Counter)
 }
