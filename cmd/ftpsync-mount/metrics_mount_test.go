@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -29,18 +28,7 @@ func TestMountServesMetrics(t *testing.T) {
 	log.SetLevel(logrus.InfoLevel)
 	g := &globalOptions{log: log}
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- runMount(ctx, g, mf, srv.URL(), mnt, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("mount failed: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("mount not ready after 10s")
-	}
+	stop := mountInProcessWith(t, g, mf, srv.URL(), mnt)
 	addr := loggedAddr(t, hook)
 	for i := 0; i < 2; i++ { // the second read may come from the kernel's page cache
 		if b, err := os.ReadFile(filepath.Join(mnt, "a.txt")); err != nil || string(b) != "from the server" {
@@ -68,15 +56,7 @@ func TestMountServesMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want at least %v", name, v, atLeast)
 		}
 	}
-	cancel() // unmount uploads the queue first
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("unmount: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("unmount did not finish within 20s")
-	}
+	stop() // unmount uploads the queue first
 	if b, _ := os.ReadFile(filepath.Join(srv.Root, "new.txt")); string(b) != "queued" {
 		t.Fatalf("the queued file on the server: %q", b)
 	}

@@ -54,13 +54,21 @@ func quietGlobal() *globalOptions {
 	return &globalOptions{log: l}
 }
 
-// mountInProcess runs runMount until the returned stop is called.
+// mountInProcess runs runMount until the returned stop is called, which
+// unmounts as a signal would and checks the outcome.
 func mountInProcess(t *testing.T, mf *mountFlags, remote, mnt string) (stop func()) {
+	t.Helper()
+	return mountInProcessWith(t, quietGlobal(), mf, remote, mnt)
+}
+
+// mountInProcessWith is mountInProcess with the caller's options (a logger
+// the test reads, say).
+func mountInProcessWith(t *testing.T, g *globalOptions, mf *mountFlags, remote, mnt string) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan struct{})
 	done := make(chan error, 1)
-	go func() { done <- runMount(ctx, quietGlobal(), mf, remote, mnt, func() { close(ready) }) }()
+	go func() { done <- runMount(ctx, g, mf, remote, mnt, func() { close(ready) }) }()
 	select {
 	case <-ready:
 	case err := <-done:
@@ -122,18 +130,7 @@ func TestMountForeground(t *testing.T) {
 	mf := &mountFlags{cacheDir: t.TempDir(), cacheMaxSize: "1G", dirCacheTime: time.Minute}
 	mf.target.connections, mf.target.timeout = 2, 5*time.Second
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ready := make(chan struct{})
-	done := make(chan error, 1)
-	go func() { done <- runMount(ctx, quietGlobal(), mf, srv.URL(), mnt, func() { close(ready) }) }()
-	select {
-	case <-ready:
-	case err := <-done:
-		t.Fatalf("mount failed: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("mount not ready after 10s")
-	}
+	stop := mountInProcess(t, mf, srv.URL(), mnt)
 	got, err := os.ReadFile(filepath.Join(mnt, "dir with space", "ünï.txt"))
 	if err != nil || string(got) != "through FTP" {
 		t.Fatalf("read through the mount: %q, %v", got, err)
@@ -141,15 +138,7 @@ func TestMountForeground(t *testing.T) {
 	if ok, err := isOurMount(mnt); !ok || err != nil {
 		t.Fatalf("isOurMount = %v, %v", ok, err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("unmount: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("unmount did not finish within 10s")
-	}
+	stop()
 	if ok, _ := isOurMount(mnt); ok {
 		t.Fatal("still mounted")
 	}
