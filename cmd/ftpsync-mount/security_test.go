@@ -2,16 +2,8 @@ package main
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"io/fs"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,10 +11,10 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd"
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/testutil"
 )
 
 // checkPrivate fails for a folder under root that is not 0700 or a file
@@ -163,36 +155,12 @@ func TestSecretsAndModes(t *testing.T) {
 	t.Logf("checked %d cache files and %d state files (modes), %d files and 2 trace logs (password)", cacheFiles, stateFiles, n)
 }
 
-// selfSignedPEM makes a certificate for 127.0.0.1 and returns it with its
-// PEM encoding, for --ca-file.
-func selfSignedPEM(t *testing.T) (tls.Certificate, []byte) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IsCA:         true, BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-}
-
 // TestSelfSignedFTPSRefused: a server with a certificate nobody vouches for
 // is refused by default, with a message that names both ways out; each way
 // out then works.
 func TestSelfSignedFTPSRefused(t *testing.T) {
-	cert, certPEM := selfSignedPEM(t)
+	ss := testutil.NewSelfSigned(t)
+	cert, certPEM := ss.Cert, ss.PEM
 	root := t.TempDir()
 	if err := os.WriteFile(filepath.Join(root, "f.txt"), []byte("over TLS"), 0o644); err != nil {
 		t.Fatal(err)

@@ -3,16 +3,9 @@ package ftp
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -145,42 +138,11 @@ func TestNewRootChecks(t *testing.T) {
 	}
 }
 
-// selfSigned makes a certificate for 127.0.0.1 and writes it as PEM.
-func selfSigned(t *testing.T) (*tls.Config, string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "ftpsync test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(time.Hour),
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1)},
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caFile := filepath.Join(t.TempDir(), "cert.pem")
-	if err := os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	return cfg, caFile
-}
-
 // tlsGreeter is a minimal FTPS server: it greets, accepts AUTH TLS and
 // completes a TLS handshake with cfg, then closes; with implicit, it does
 // the handshake first. Enough to check
-// certificate verification without a full server. (internal/ftpd's TLS
-// option does not reach goftp's AUTH command: goftp only enables it in
-// ListenAndServe, and ftpd calls Serve.)
+// certificate verification without a full server, also for implicit TLS,
+// which the embedded server does not offer.
 func tlsGreeter(t *testing.T, cfg *tls.Config, implicit bool) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -221,7 +183,8 @@ func tlsGreeter(t *testing.T, cfg *tls.Config, implicit bool) string {
 // both ways out; the real proftpd test (proftpd-explicit-tls) covers
 // transfers over TLS.
 func TestTLSVerification(t *testing.T) {
-	cfg, caFile := selfSigned(t)
+	ss := testutil.NewSelfSigned(t)
+	cfg, caFile := &tls.Config{Certificates: []tls.Certificate{ss.Cert}}, ss.CAFile(t)
 	implicit := tlsGreeter(t, cfg, true)
 	_, err := New(t.Context(), Options{URL: "ftps://tester@" + implicit + "/", Password: "pw", Log: testutil.Log(t)})
 	wantSetupError(t, err, nil, "TLS certificate of "+implicit+" is not trusted", "--ca-file", "--insecure-skip-verify")
