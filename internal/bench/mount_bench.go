@@ -26,6 +26,12 @@ type mounted struct {
 // work dir, with its own cache dir; the password goes through the
 // environment.
 func (e *env) mountOurs(ctx context.Context, remotePath, cacheDir string) (*mounted, error) {
+	return e.mountOursWith(ctx, remotePath, cacheDir)
+}
+
+// mountOursWith is mountOurs with extra mount flags; they come after the
+// defaults, so that a flag given again (--log-file) overrides.
+func (e *env) mountOursWith(ctx context.Context, remotePath, cacheDir string, extra ...string) (*mounted, error) {
 	bin, err := e.binary(ctx)
 	if err != nil {
 		return nil, err
@@ -35,8 +41,9 @@ func (e *env) mountOurs(ctx context.Context, remotePath, cacheDir string) (*moun
 		return nil, err
 	}
 	url := strings.TrimSuffix(e.url, "/") + "/" + remotePath
-	cmd := exec.CommandContext(ctx, bin, "mount", "--daemon", "--cache-dir", cacheDir,
-		"--log-file", filepath.Join(e.work, "mount.log"), url, mp)
+	args := append([]string{"mount", "--daemon", "--cache-dir", cacheDir,
+		"--log-file", filepath.Join(e.work, "mount.log")}, extra...)
+	cmd := exec.CommandContext(ctx, bin, append(args, url, mp)...)
 	cmd.Env = append(os.Environ(), "FTPSYNC_PASSWORD="+e.password)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

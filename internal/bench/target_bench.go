@@ -22,6 +22,9 @@ func workloads() []workload {
 		{3, "mount-list-gosrc", benchMountList},
 		{3, "mount-read-1GiB", benchMountRead},
 		{3, "mount-rss-100k", benchMountRSS},
+		{4, "writeback-tar-gosrc", benchWriteback},
+		{4, "writeback-rclone-gosrc", benchWritebackRclone},
+		{4, "append-uploads-1GiB", benchAppendUploads},
 		{6, "oneshot-upload-gosrc", benchOneshotUpload},
 	}
 }
