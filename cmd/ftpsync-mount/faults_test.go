@@ -325,3 +325,112 @@ func checkAfterKill(t *testing.T, mnt, ref string, f *crashFigures) {
 	})
 	targettest.CompareDirs(t, mnt, ref)
 }
+
+// tmpfsDir mounts a tmpfs of the given size in a new temporary folder and
+// unmounts it at the end of the test (after the mounts using it stop,
+// since cleanups run last-registered first).
+func tmpfsDir(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size+",mode=0700", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("mount a tmpfs (needs root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	return dir
+}
+
+// TestCacheDiskFull runs the mount with its cache on a 16 MiB tmpfs and
+// fills it: the write that does not fit fails with ENOSPC, the files
+// closed before read back intact and reach the server, and once a big
+// file is deleted through the mount, writes work again.
+func TestCacheDiskFull(t *testing.T) {
+	bin := buildBinary(t)
+	cacheDir := tmpfsDir(t, "16m")
+	srv := ftpdtest.Start(t)
+	mnt, ref := t.TempDir(), t.TempDir()
+	m := startMount(t, bin, srv, mnt, "--cache-dir", cacheDir, "--write-back", "1h")
+	rng := rand.New(rand.NewSource(4))
+	write := func(name string, n int) error {
+		data := make([]byte, n)
+		rng.Read(data)
+		if err := os.WriteFile(filepath.Join(mnt, name), data, 0o644); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(ref, name), data, 0o644)
+	}
+	for i := 0; i < 4; i++ {
+		if err := write(fmt.Sprintf("small%d", i), 1<<20); err != nil {
+			t.Fatalf("write before the disk is full: %v", err)
+		}
+	}
+	// The big file cannot fit: some write or the close fails with ENOSPC.
+	big, err := os.Create(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 1<<20)
+	var werr error
+	written := 0
+	for i := 0; i < 32 && werr == nil; i++ {
+		_, werr = big.Write(chunk)
+		if werr == nil {
+			written++
+		}
+	}
+	if cerr := big.Close(); werr == nil {
+		werr = cerr
+	}
+	if !errors.Is(werr, syscall.ENOSPC) {
+		t.Fatalf("writing 32 MiB into a 16 MiB cache: %v after %d MiB, want ENOSPC", werr, written)
+	}
+	if err := write("after-full", 100<<10); !errors.Is(err, syscall.ENOSPC) {
+		t.Logf("a new file while the cache is full: %v", err)
+	}
+	os.Remove(filepath.Join(ref, "after-full"))
+	os.Remove(filepath.Join(mnt, "after-full"))
+	targettest.CompareDirs(t, filepath.Join(mnt), withBig(t, ref, mnt))
+	if out, err := exec.Command(bin, "flush", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("flush with the cache full: %v\n%s", err, out)
+	}
+	for i := 0; i < 4; i++ {
+		name := fmt.Sprintf("small%d", i)
+		want, _ := os.ReadFile(filepath.Join(ref, name))
+		if got, err := os.ReadFile(filepath.Join(srv.Root, name)); err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s on the server after the flush: %d bytes, %v", name, len(got), err)
+		}
+	}
+	// Deleting is how a user frees space.
+	if err := os.Remove(filepath.Join(mnt, "big")); err != nil {
+		t.Fatalf("delete the big file: %v", err)
+	}
+	if err := write("after-delete", 4<<20); err != nil {
+		t.Fatalf("write after space returned: %v", err)
+	}
+	if out, err := exec.Command(bin, "unmount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v\n%s", err, out)
+	}
+	if err := m.wait(t); err != nil {
+		t.Fatalf("mount exit: %v\n%s", err, m.log())
+	}
+	countTempFiles(t, srv.Root)
+	targettest.CompareDirs(t, srv.Root, ref)
+	t.Logf("fault figures: cache 16 MiB, ENOSPC after %d MiB of the big file, bytes compared %d, data lost: 0", written, treeBytes(t, ref))
+}
+
+// withBig copies ref into a new folder with the mount's partial "big"
+// file added, so the mount can be compared while it holds that file.
+func withBig(t *testing.T, ref, mnt string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if out, err := exec.Command("cp", "-a", ref+"/.", dir).CombinedOutput(); err != nil {
+		t.Fatalf("copy: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(filepath.Join(mnt, "big"))
+	if err != nil {
+		t.Fatalf("read the big file the disk could not hold: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "big"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
