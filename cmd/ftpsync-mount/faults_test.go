@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd"
+	"io"
 	"io/fs"
 	"math/rand"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -433,4 +438,121 @@ func withBig(t *testing.T, ref, mnt string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// startRelayAt is startRelay on a given address, so a relay closed to play
+// a server that went down can come back where the mount looks for it.
+func startRelayAt(t *testing.T, at, to string) *relay {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the old listener's port may linger a moment
+		if ln, err = net.Listen("tcp", at); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("relay on %s: %v", at, err)
+	}
+	r := &relay{ln: ln}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", to)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			r.mu.Lock()
+			r.conns = append(r.conns, c, s)
+			r.mu.Unlock()
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() { io.Copy(c, s); c.Close() }()
+		}
+	}()
+	t.Cleanup(r.close)
+	return r
+}
+
+// TestServerRestartMidUploads stops the server while tar extracts into
+// the mount, with uploads in flight: every session is cut and the server
+// stops listening. Tar finishes into the cache, the mount serves the whole
+// tree from the cache while the server is down, and once the server is
+// back the queue empties and the server holds the tarball's tree.
+func TestServerRestartMidUploads(t *testing.T) {
+	bin := buildBinary(t)
+	srv := ftpdtest.Start(t)
+	relay := startRelay(t, srv.Addr())
+	relayAddr := relay.addr()
+	mnt, cacheDir := t.TempDir(), t.TempDir()
+	tarPath, ref := makeTarball(t, 300, 2)
+	m := startMountURL(t, bin, "ftp://"+srv.User+"@"+relayAddr+"/", srv.Password, mnt,
+		"--cache-dir", cacheDir, "--write-back", "20ms", "--timeout", "2s")
+	tarCmd := exec.Command("tar", "xvf", tarPath, "-C", mnt)
+	out, err := tarCmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tarCmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for n := 0; n < 100 && sc.Scan(); n++ {
+	}
+	// Stop: cut every session (through the relay) and the listener.
+	relay.close()
+	if err := srv.Close(); err != nil {
+		t.Fatalf("stop the server: %v", err)
+	}
+	onServer := countFiles(t, srv.Root)
+	go io.Copy(io.Discard, out)
+	if err := tarCmd.Wait(); err != nil {
+		t.Fatalf("tar with the server down: %v", err)
+	}
+	// Reads come from the cache while the server is down.
+	targettest.CompareDirs(t, mnt, ref)
+	if out, err := exec.Command("ls", "-lR", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("ls -lR with the server down: %v\n%s", err, out)
+	}
+	time.Sleep(time.Second) // the server stays down a while: the queue retries meanwhile
+	restart := time.Now()
+	back, err := ftpd.Start(ftpd.Options{Root: srv.Root, Addr: srv.Addr(), User: srv.User, Password: srv.Password})
+	if err != nil {
+		t.Fatalf("restart the server on %s: %v", srv.Addr(), err)
+	}
+	t.Cleanup(func() { back.Close() })
+	startRelayAt(t, relayAddr, srv.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, bin, "flush", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("flush after the restart: %v\n%s\n%s", err, out, m.log())
+	}
+	drained := time.Since(restart)
+	if out, err := exec.Command(bin, "unmount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v\n%s", err, out)
+	}
+	if err := m.wait(t); err != nil {
+		t.Fatalf("mount exit: %v\n%s", err, m.log())
+	}
+	temps := countTempFiles(t, srv.Root)
+	targettest.CompareDirs(t, srv.Root, ref)
+	t.Logf("fault figures: server stopped with %d of 300 files on it, down 1s, queue empty %v after the restart, cut uploads left %d temporary files, bytes compared %d, data lost: 0",
+		onServer, drained.Round(100*time.Millisecond), temps, treeBytes(t, ref))
+}
+
+// countFiles is how many files are under root.
+func countFiles(t *testing.T, root string) int {
+	t.Helper()
+	n := 0
+	filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() && !target.IsTempName(d.Name()) {
+			n++
+		}
+		return nil
+	})
+	return n
 }
