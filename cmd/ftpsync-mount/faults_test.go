@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	gosync "sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -555,4 +556,142 @@ func countFiles(t *testing.T, root string) int {
 		return nil
 	})
 	return n
+}
+
+// limitProxy relays control connections to an FTP server and, like a
+// server's per-user limit, answers "421 Too many connections" to any
+// connection beyond max open at once.
+type limitProxy struct {
+	ln       net.Listener
+	max      int
+	mu       gosync.Mutex // guards open, peak, refused, conns
+	open     int
+	peak     int
+	refused  int
+	accepted int
+	conns    []net.Conn
+}
+
+func startLimitProxy(t *testing.T, to string, limit int) *limitProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &limitProxy{ln: ln, max: limit}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			if p.open >= p.max {
+				p.refused++
+				p.mu.Unlock()
+				c.Write([]byte("421 Too many connections for this user\r\n"))
+				c.Close()
+				continue
+			}
+			p.open++
+			p.accepted++
+			p.peak = max(p.peak, p.open)
+			p.conns = append(p.conns, c)
+			p.mu.Unlock()
+			go p.relay(c, to)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	return p
+}
+
+// relay copies both ways until either side closes, then frees the slot.
+func (p *limitProxy) relay(c net.Conn, to string) {
+	defer func() {
+		p.mu.Lock()
+		p.open--
+		p.mu.Unlock()
+	}()
+	s, err := net.Dial("tcp", to)
+	if err != nil {
+		c.Close()
+		return
+	}
+	done := make(chan struct{})
+	go func() { io.Copy(s, c); s.Close(); close(done) }()
+	io.Copy(c, s)
+	c.Close()
+	<-done
+}
+
+func (p *limitProxy) figures() (accepted, refused, peak int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.accepted, p.refused, p.peak
+}
+
+// TestServerAllowsTwoConnections mounts with 8 connections and 8
+// transfers a server that allows 2 per user: cp -r of 300 files into the
+// mount with ls -R running alongside completes, nothing deadlocks, and the
+// server ends with the copied tree.
+func TestServerAllowsTwoConnections(t *testing.T) {
+	bin := buildBinary(t)
+	srv := ftpdtest.Start(t)
+	px := startLimitProxy(t, srv.Addr(), 2)
+	mnt, cacheDir := t.TempDir(), t.TempDir()
+	_, src := makeTarball(t, 300, 3)
+	m := startMountURL(t, bin, "ftp://"+srv.User+"@"+px.ln.Addr().String()+"/", srv.Password, mnt,
+		"--cache-dir", cacheDir, "--connections", "8", "--transfers", "8", "--write-back", "20ms", "--timeout", "5s")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	stop := make(chan struct{})
+	lsDone := make(chan error, 1)
+	lsRuns := 0
+	go func() {
+		for {
+			select {
+			case <-stop:
+				lsDone <- nil
+				return
+			default:
+			}
+			if out, err := exec.CommandContext(ctx, "ls", "-lR", mnt).CombinedOutput(); err != nil {
+				lsDone <- fmt.Errorf("ls -lR: %v\n%s", err, out)
+				return
+			}
+			lsRuns++
+		}
+	}()
+	start := time.Now()
+	if out, err := exec.CommandContext(ctx, "cp", "-r", src+"/.", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("cp -r: %v\n%s", err, out)
+	}
+	if out, err := exec.CommandContext(ctx, bin, "flush", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("flush: %v\n%s\n%s", err, out, m.log())
+	}
+	took := time.Since(start)
+	close(stop)
+	if err := <-lsDone; err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, bin, "unmount", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v\n%s", err, out)
+	}
+	if err := m.wait(t); err != nil {
+		t.Fatalf("mount exit: %v\n%s", err, m.log())
+	}
+	targettest.CompareDirs(t, srv.Root, src)
+	accepted, refused, peak := px.figures()
+	if peak > 2 {
+		t.Errorf("the proxy let %d connections in at once", peak)
+	}
+	t.Logf("fault figures: 300 files copied and uploaded in %v with %d ls -lR alongside, connections accepted %d, refused with 421 %d, at most %d at once, bytes compared %d, data lost: 0",
+		took.Round(100*time.Millisecond), lsRuns, accepted, refused, peak, treeBytes(t, src))
 }
