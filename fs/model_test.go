@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"testing"
 	"time"
 
@@ -19,8 +20,19 @@ import (
 // on both; at the end the mount, the model and the server must be
 // identical, byte for byte (DESIGN.md invariant 3).
 
-// modelOps is how many operations one seed runs.
-const modelOps = 300
+// modelOps is how many operations one seed runs, and modelSeeds how many
+// seeds run; FTPSYNC_MODEL_OPS and FTPSYNC_MODEL_SEEDS raise them for the
+// long run of make stress.
+var modelOps, modelSeeds = envCount("FTPSYNC_MODEL_OPS", 300), envCount("FTPSYNC_MODEL_SEEDS", 12)
+
+// envCount reads a positive count from the environment, or def when it is
+// unset or not a positive number.
+func envCount(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil && n > 0 {
+		return n
+	}
+	return def
+}
 
 type modelRun struct {
 	t     *testing.T
@@ -39,7 +51,7 @@ type modelFile struct {
 }
 
 func TestModelRandomOperations(t *testing.T) {
-	for seed := int64(1); seed <= 12; seed++ {
+	for seed := int64(1); seed <= int64(modelSeeds); seed++ {
 		t.Run(fmt.Sprintf("seed%d", seed), func(t *testing.T) {
 			m := mount(t, mountOpts{})
 			writeTree(t, m.serverDir, map[string][]byte{"a": []byte("server a"), "d1/b": []byte("server b")})
@@ -47,7 +59,7 @@ func TestModelRandomOperations(t *testing.T) {
 			writeTree(t, ref, map[string][]byte{"a": []byte("server a"), "d1/b": []byte("server b")})
 			r := &modelRun{t: t, rng: rand.New(rand.NewSource(seed)), m: m, roots: [2]string{m.dir, ref},
 				names: []string{"a", "b", "c", "d1", "d2", "d1/a", "d1/b", "d1/c", "d2/a", "d2/d3", "d2/d3/x", "d1/d3"}}
-			deadline := time.Now().Add(20 * time.Second)
+			deadline := time.Now().Add(max(20*time.Second, time.Duration(modelOps)*70*time.Millisecond))
 			for i := 0; i < modelOps && time.Now().Before(deadline); i++ {
 				r.step()
 			}
