@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"sort"
 	"sync"
 
@@ -17,9 +19,25 @@ type blockID struct {
 }
 
 type lruItem struct {
-	id   blockID
-	size int64
+	id       blockID
+	size     int64
+	crc      uint32 // CRC-32C of the block's bytes
+	verified bool   // written by this process or checked against crc
+	recorded bool   // its Badger key was written
+	pins     int    // readers holding it; never evicted while > 0
 }
+
+// fetchedFile is an open fetched file shared by writers and readers; it is
+// closed when the last user lets go of it and it is idle or dropped.
+type fetchedFile struct {
+	ino     uint64
+	f       *os.File
+	refs    int
+	dropped bool // removed from lru.fds; close at refs 0
+}
+
+// maxIdleFiles bounds the fetched files kept open while nobody uses them.
+const maxIdleFiles = 32
 
 // lru accounts for cached content and orders it by last use. It is memory
 // only: at Open it is rebuilt from the block keys, oldest write first, which
@@ -30,12 +48,14 @@ type lru struct {
 	items map[blockID]*list.Element
 	files map[uint64]map[int64]struct{} // blocks per inode
 	total int64                         // bytes in order
+	fds   map[uint64]*fetchedFile       // open fetched files
 }
 
 func (l *lru) init() {
 	l.order = list.New()
 	l.items = make(map[blockID]*list.Element)
 	l.files = make(map[uint64]map[int64]struct{})
+	l.fds = make(map[uint64]*fetchedFile)
 }
 
 func (l *lru) used() int64 {
@@ -45,17 +65,17 @@ func (l *lru) used() int64 {
 }
 
 // add records a stored block as the most recently used.
-func (l *lru) add(id blockID, size int64) {
+func (l *lru) add(id blockID, size int64, crc uint32, verified bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if el, ok := l.items[id]; ok {
 		it := el.Value.(*lruItem)
 		l.total += size - it.size
-		it.size = size
+		it.size, it.crc, it.verified, it.recorded = size, crc, verified, false
 		l.order.MoveToFront(el)
 		return
 	}
-	l.items[id] = l.order.PushFront(&lruItem{id: id, size: size})
+	l.items[id] = l.order.PushFront(&lruItem{id: id, size: size, crc: crc, verified: verified})
 	if l.files[id.ino] == nil {
 		l.files[id.ino] = make(map[int64]struct{})
 	}
@@ -63,11 +83,125 @@ func (l *lru) add(id blockID, size int64) {
 	l.total += size
 }
 
-func (l *lru) touch(id blockID) {
+func (l *lru) size(id blockID) int64 {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if el, ok := l.items[id]; ok {
+		return el.Value.(*lruItem).size
+	}
+	return 0
+}
+
+func (l *lru) has(id blockID) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	_, ok := l.items[id]
+	return ok
+}
+
+// record marks a block recorded and returns what to record, or false if it
+// is no longer cached.
+func (l *lru) record(id blockID) (int64, uint32, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	el, ok := l.items[id]
+	if !ok {
+		return 0, 0, false
+	}
+	it := el.Value.(*lruItem)
+	it.recorded = true
+	return it.size, it.crc, true
+}
+
+func (l *lru) verified(id blockID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if el, ok := l.items[id]; ok {
+		el.Value.(*lruItem).verified = true
+	}
+}
+
+// pin holds blocks first..last of ino if all are cached, marking them used,
+// and returns the unverified ones as copies.
+func (l *lru) pin(ino uint64, first, last int64) ([]blockID, []lruItem, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for idx := first; idx <= last; idx++ {
+		if _, ok := l.items[blockID{ino, idx}]; !ok {
+			return nil, nil, false
+		}
+	}
+	ids := make([]blockID, 0, last-first+1)
+	var unverified []lruItem
+	for idx := first; idx <= last; idx++ {
+		id := blockID{ino, idx}
+		el := l.items[id]
+		it := el.Value.(*lruItem)
+		it.pins++
 		l.order.MoveToFront(el)
+		ids = append(ids, id)
+		if !it.verified {
+			unverified = append(unverified, *it)
+		}
+	}
+	return ids, unverified, true
+}
+
+func (l *lru) unpin(ids []blockID) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, id := range ids {
+		if el, ok := l.items[id]; ok {
+			el.Value.(*lruItem).pins--
+		}
+	}
+}
+
+// file returns ino's fetched file, opened (and created) if need be, with a
+// reference the caller drops with unref.
+func (l *lru) file(c *Cache, ino uint64) (*fetchedFile, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ff := l.fds[ino]; ff != nil {
+		ff.refs++
+		return ff, nil
+	}
+	f, err := os.OpenFile(c.fetchedPath(ino), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open fetched content of inode %d: %w", ino, err)
+	}
+	ff := &fetchedFile{ino: ino, f: f, refs: 1}
+	l.fds[ino] = ff
+	return ff, nil
+}
+
+func (l *lru) unref(ff *fetchedFile) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ff.refs--
+	if ff.refs > 0 {
+		return
+	}
+	if !ff.dropped && len(l.fds) > maxIdleFiles {
+		delete(l.fds, ff.ino)
+		ff.dropped = true
+	}
+	if ff.dropped {
+		ff.f.Close()
+	}
+}
+
+// closeFiles closes the open fetched files, at Close; one still in use is
+// closed when its last user lets go.
+func (l *lru) closeFiles() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for ino, ff := range l.fds {
+		delete(l.fds, ino)
+		ff.dropped = true
+		if ff.refs == 0 {
+			ff.f.Close()
+		}
 	}
 }
 
@@ -94,16 +228,24 @@ func (l *lru) forget(id blockID) {
 	l._remove(id)
 }
 
+// forgetFile drops a file's blocks and lets go of its open fetched file.
 func (l *lru) forgetFile(ino uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for idx := range l.files[ino] {
 		l._remove(blockID{ino, idx})
 	}
+	if ff := l.fds[ino]; ff != nil {
+		delete(l.fds, ino)
+		ff.dropped = true
+		if ff.refs == 0 {
+			ff.f.Close()
+		}
+	}
 }
 
 // victims takes least recently used blocks out of the accounting until at
-// most limit bytes remain, sparing keep.
+// most limit bytes remain, sparing keep and pinned blocks.
 func (l *lru) victims(limit int64, keep blockID) []blockID {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -111,7 +253,7 @@ func (l *lru) victims(limit int64, keep blockID) []blockID {
 	for el := l.order.Back(); el != nil && l.total > limit; {
 		prev := el.Prev()
 		it := el.Value.(*lruItem)
-		if it.id != keep {
+		if it.id != keep && it.pins == 0 {
 			out = append(out, it.id)
 			l._remove(it.id)
 		}
@@ -120,14 +262,18 @@ func (l *lru) victims(limit int64, keep blockID) []blockID {
 	return out
 }
 
-// loadBlocks rebuilds the accounting from the stored block keys.
+// loadBlocks rebuilds the accounting from the stored block records. A key
+// whose value is not a record (content stored in Badger by an older
+// version) is deleted: that block is fetched again.
 func (c *Cache) loadBlocks() error {
 	type stored struct {
 		id      blockID
 		size    int64
+		crc     uint32
 		version uint64
 	}
 	var all []stored
+	var old [][]byte
 	err := c.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixBlock}})
 		defer it.Close()
@@ -137,16 +283,42 @@ func (c *Cache) loadBlocks() error {
 			if !ok {
 				continue
 			}
-			all = append(all, stored{blockID{ino, idx}, item.ValueSize(), item.Version()})
+			var size int64
+			var sum uint32
+			err := item.Value(func(v []byte) error {
+				size, sum, ok = parseBlockRecord(v)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if !ok {
+				old = append(old, item.KeyCopy(nil))
+				continue
+			}
+			all = append(all, stored{blockID{ino, idx}, size, sum, item.Version()})
 		}
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("scan cached content: %w", err)
 	}
+	if len(old) > 0 {
+		wb := c.db.NewWriteBatch()
+		defer wb.Cancel()
+		for _, k := range old {
+			if err := wb.Delete(k); err != nil {
+				return fmt.Errorf("drop old cached content: %w", err)
+			}
+		}
+		if err := wb.Flush(); err != nil {
+			return fmt.Errorf("drop old cached content: %w", err)
+		}
+	}
 	sort.Slice(all, func(i, j int) bool { return all[i].version < all[j].version })
 	for _, s := range all {
-		c.lru.add(s.id, s.size)
+		c.lru.add(s.id, s.size, s.crc, false)
+		c.lru.record(s.id)
 	}
 	return nil
 }
@@ -167,82 +339,23 @@ func blockIndexes(txn *badger.Txn, ino uint64) ([]int64, error) {
 
 // ReadBlock returns block idx of a file, or ErrNotFound if it is not cached.
 func (c *Cache) ReadBlock(ino uint64, idx int64) ([]byte, error) {
-	id := blockID{ino, idx}
-	var data []byte
-	err := c.db.View(func(txn *badger.Txn) error {
-		item, err := txn.Get(blockKey(ino, idx))
-		if err != nil {
-			return err
-		}
-		data, err = item.ValueCopy(nil)
-		return err
-	})
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		// An eviction may have raced with a store of the same block.
-		c.lru.forget(id)
+	s, ok := c.Pin(ino, idx*BlockSize, idx*BlockSize+1)
+	if !ok {
 		return nil, fmt.Errorf("block %d of inode %d: %w", idx, ino, ErrNotFound)
 	}
-	if err != nil {
+	defer s.Release()
+	size := c.lru.size(blockID{ino, idx})
+	data := make([]byte, size)
+	n, err := s.File().ReadAt(data, idx*BlockSize)
+	if err != nil && !(errors.Is(err, io.EOF) && int64(n) == size) {
 		return nil, fmt.Errorf("read block %d of inode %d: %w", idx, ino, err)
 	}
-	c.lru.touch(id)
 	return data, nil
 }
 
-// PutBlock stores block idx of a file fetched for content generation gen.
-// If the file's remote content changed since (another gen) or the file is
-// gone, it returns ErrStale and stores nothing. A full block is BlockSize
-// bytes; only the file's last block may be shorter.
-func (c *Cache) PutBlock(ino, gen uint64, idx int64, data []byte) error {
-	id := blockID{ino, idx}
-	mu := c.stripe(ino)
-	mu.Lock()
-	err := c.putBlockTxn(ino, gen, idx, data)
-	if err == nil {
-		c.lru.add(id, int64(len(data)))
-	}
-	mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("store block %d of inode %d: %w", idx, ino, err)
-	}
-	if c.max > 0 {
-		c.evict(id)
-	}
-	return nil
-}
-
-// putBlockTxn stores the block if the entry still matches. A change of the
-// entry by the mount (a rename) in between makes Badger report a conflict;
-// the check is then simply done again.
-func (c *Cache) putBlockTxn(ino, gen uint64, idx int64, data []byte) error {
-	var err error
-	for attempt := 0; attempt < 8; attempt++ {
-		err = c.db.Update(func(txn *badger.Txn) error {
-			e, err := getEntry(txn, ino)
-			if errors.Is(err, ErrNotFound) {
-				return ErrStale
-			}
-			if err != nil {
-				return err
-			}
-			if e.IsDir || e.Local || e.Gen != gen {
-				return ErrStale
-			}
-			if want := min(int64(BlockSize), e.Size-idx*BlockSize); want != int64(len(data)) {
-				return fmt.Errorf("block holds %d bytes, want %d: %w", len(data), max(want, 0), ErrStale)
-			}
-			return txn.Set(blockKey(ino, idx), data)
-		})
-		if !errors.Is(err, badger.ErrConflict) {
-			return err
-		}
-	}
-	return err
-}
-
 // evict deletes least recently used content until the cache fits MaxSize.
-// Everything cached now is clean (a copy of the server's), so any block may
-// go; the write path will exempt dirty blocks.
+// Everything counted is clean (a copy of the server's; written content
+// lives in data/ and is not counted), so any unpinned block may go.
 func (c *Cache) evict(keep blockID) {
 	ids := c.lru.victims(c.max, keep)
 	if len(ids) == 0 {
@@ -251,6 +364,10 @@ func (c *Cache) evict(keep blockID) {
 	wb := c.db.NewWriteBatch()
 	defer wb.Cancel()
 	for _, id := range ids {
+		mu := c.stripe(id.ino)
+		mu.Lock()
+		c.punch(id)
+		mu.Unlock()
 		if err := wb.Delete(blockKey(id.ino, id.idx)); err != nil {
 			c.log.WithError(err).Warn("evict cached content")
 			return

@@ -1,7 +1,8 @@
-// Package cache is the mount's persistent local store, kept in Badger: the
+// Package cache is the mount's persistent local store: in Badger the
 // remote tree with inode numbers that stay stable across remounts, the remote
-// state of every entry as last listed, and file content in fixed-size blocks
-// so that part of a file can be cached without the rest. It knows nothing of
+// state of every entry as last listed, and which fixed-size blocks of each
+// file's content are cached, so that part of a file can be cached without
+// the rest; the content itself in plain files (fetched.go, local.go). It knows nothing of
 // FUSE or FTP; sync/ fills it and fs/ reads it.
 //
 // Lock order: treeMu, then a content stripe, then lruMu; openFiles.mu is
@@ -140,9 +141,11 @@ func Open(opts Options) (*Cache, error) {
 		c.closeDB()
 		return nil, fmt.Errorf("open the write-back journal: %w", err)
 	}
-	if err := os.MkdirAll(c.dataDir(), 0o700); err != nil {
-		c.closeDB()
-		return nil, fmt.Errorf("create %s: %w", c.dataDir(), err)
+	for _, d := range []string{c.dataDir(), c.fetchedDir()} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			c.closeDB()
+			return nil, fmt.Errorf("create %s: %w", d, err)
+		}
 	}
 	c.stopWG.Add(1)
 	go c.gcLoop(opts.GCInterval)
@@ -218,6 +221,7 @@ func (c *Cache) gcLoop(every time.Duration) {
 func (c *Cache) Close() error {
 	close(c.stop)
 	c.stopWG.Wait()
+	c.lru.closeFiles()
 	return c.closeDB()
 }
 

@@ -239,7 +239,7 @@ func (c *Cache) _update(f func(t *tx) error) error {
 	}
 	for _, ino := range t.drops {
 		c.mem.drop(ino)
-		c.lru.forgetFile(ino)
+		c.dropContent(ino)
 	}
 	for _, ino := range t.files {
 		c.removeLocalFile(ino)

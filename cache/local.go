@@ -127,7 +127,7 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 	}
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
-	return c._update(func(t *tx) error {
+	err = c._update(func(t *tx) error {
 		cur, err := t.get(e.Ino)
 		if err != nil {
 			return err
@@ -150,7 +150,6 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 				return err
 			}
 		}
-		c.lru.forgetFile(e.Ino)
 		side := SideState{Size: cur.Size, ModTime: cur.ModTime, Precision: cur.Precision}
 		if empty {
 			cur.Size = 0
@@ -158,6 +157,11 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote, cur.Grown = true, true, side, side, true
 		return t.put(cur)
 	})
+	if err != nil {
+		return err
+	}
+	c.dropContent(e.Ino)
+	return nil
 }
 
 // ReadLocal reads a local file's content at off.

@@ -373,7 +373,7 @@ func (c *Cache) replaceContent(e Entry) error {
 		return fmt.Errorf("drop changed content of inode %d: %w", e.Ino, err)
 	}
 	c.mem.put(e)
-	c.lru.forgetFile(e.Ino)
+	c.forgetContent(e.Ino)
 	return nil
 }
 
@@ -434,7 +434,7 @@ func (c *Cache) removeSubtrees(tops []Entry) error {
 	}
 	for _, e := range all {
 		c.mem.drop(e.Ino)
-		c.lru.forgetFile(e.Ino)
+		c.forgetContent(e.Ino)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package fs
 
 import (
 	"context"
+	"errors"
 	"io"
 	"syscall"
 	"time"
@@ -192,13 +193,43 @@ func (h *handle) Read(ctx context.Context, dest []byte, off int64) (fuse.ReadRes
 	if h.local || e.Local {
 		n, err = fsys.opts.Cache.ReadLocal(ino, dest, off)
 	} else if err = fsys.waitMoved(ctx, ino); err == nil {
-		n, err = fsys.opts.Fetcher.ReadAt(ctx, e, dest, off)
+		var span *cache.Span
+		span, n, err = fsys.opts.Fetcher.Span(ctx, e, off, len(dest))
+		if span != nil {
+			return newSpanResult(span, off, n), 0
+		}
+		if err == nil || errors.Is(err, cache.ErrStale) {
+			n, err = fsys.opts.Fetcher.ReadAt(ctx, e, dest, off)
+		}
 	}
 	if err != nil {
 		return nil, fsys.toErrno("read", err)
 	}
 	return fuse.ReadResultData(dest[:n]), 0
 }
+
+// spanResult answers a read from the cache's fetched file: go-fuse splices
+// the bytes from the file into /dev/fuse, so they are not copied through
+// this process. The span keeps the blocks from eviction until go-fuse is
+// done with them.
+type spanResult struct {
+	fuse.ReadResult // ReadResultFd: Bytes and Size, for when splice fails
+	span            *cache.Span
+	off             int64
+	n               int
+}
+
+func newSpanResult(span *cache.Span, off int64, n int) *spanResult {
+	fd := span.File().Fd()
+	return &spanResult{ReadResult: fuse.ReadResultFd(fd, off, n), span: span, off: off, n: n}
+}
+
+// Seekable is what go-fuse's splice path asks for.
+func (r *spanResult) Seekable() (fd uintptr, off int64, sz int) {
+	return r.span.File().Fd(), r.off, r.n
+}
+
+func (r *spanResult) Done() { r.span.Release() }
 
 func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, syscall.Errno) {
 	if !h.write {

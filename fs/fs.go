@@ -91,7 +91,7 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		Name:         "ftpsync",
 		AllowOther:   opts.AllowOther,
 		MaxReadAhead: 1 << 20,
-		MaxWrite:     1 << 20,
+		MaxWrite:     1<<20 - 8<<10,
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
 	}

@@ -143,6 +143,42 @@ func (f *Fetcher) readAt(ctx context.Context, e cache.Entry, p []byte, off int64
 	return n, nil
 }
 
+// Span returns the cached range holding the content of file e from off, at
+// most n bytes and clipped to the file's size, fetching what is missing;
+// the caller releases it. The mount hands its file to the kernel, so the
+// bytes are not copied through this process. A nil span with a nil error
+// means the read is at or past the end of the file, or the blocks were
+// evicted as they arrived (a cache smaller than the read-ahead): ReadAt
+// then serves it from the transfer's memory. ErrStale says the remote
+// content changed; ReadAt starts over on the new content.
+func (f *Fetcher) Span(ctx context.Context, e cache.Entry, off int64, n int) (*cache.Span, int, error) {
+	if off >= e.Size || n <= 0 {
+		return nil, 0, nil
+	}
+	end := min(off+int64(n), e.Size)
+	if s, ok := f.opts.Cache.Pin(e.Ino, off, end); ok {
+		f.opts.CacheHits.Inc()
+		return s, int(end - off), nil
+	}
+	f.opts.CacheMisses.Inc()
+	for idx := off / cache.BlockSize; idx <= (end-1)/cache.BlockSize; idx++ {
+		if f.opts.Cache.Has(e.Ino, idx) {
+			continue
+		}
+		s, err := f.streamFor(e, idx)
+		if err != nil {
+			return nil, 0, err
+		}
+		if _, err := s.wait(ctx, idx); err != nil {
+			return nil, 0, err
+		}
+	}
+	if s, ok := f.opts.Cache.Pin(e.Ino, off, end); ok {
+		return s, int(end - off), nil
+	}
+	return nil, 0, nil
+}
+
 // block returns one block of a file.
 func (f *Fetcher) block(ctx context.Context, e cache.Entry, idx int64) ([]byte, error) {
 	if data := f.hotGet(e, idx); data != nil {

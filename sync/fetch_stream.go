@@ -203,35 +203,36 @@ func (s *stream) transfer() error {
 			}
 			return errors.Join(timedOut(fmt.Errorf("read %s block %d: %w", s.path, idx, err)), w.close())
 		}
+		// Written to the cache file before readers hear of it: they read
+		// it from there. Its record in Badger follows off this path.
+		if err := s.f.opts.Cache.WriteBlock(s.ino, s.gen, idx, data); err != nil {
+			return errors.Join(err, w.close())
+		}
 		s.stored(idx, data)
-		w.put(idx, data)
+		w.put(idx)
 	}
 	return w.close()
 }
 
-// blockWriter stores a transfer's blocks in the cache in order.
+// blockWriter records a transfer's written blocks in Badger, in order, so
+// that the network and Badger work at once.
 type blockWriter struct {
 	s    *stream
-	in   chan blockData
+	in   chan int64
 	done chan struct{} // closed when the goroutine ends
 	err  chan error    // capacity 1: the first failure
 }
 
-type blockData struct {
-	idx  int64
-	data []byte
-}
-
 func newBlockWriter(s *stream) *blockWriter {
-	w := &blockWriter{s: s, in: make(chan blockData, 2), done: make(chan struct{}), err: make(chan error, 1)}
+	w := &blockWriter{s: s, in: make(chan int64, 16), done: make(chan struct{}), err: make(chan error, 1)}
 	go w.run()
 	return w
 }
 
 func (w *blockWriter) run() {
 	defer close(w.done)
-	for b := range w.in {
-		if err := w.s.f.opts.Cache.PutBlock(w.s.ino, w.s.gen, b.idx, b.data); err != nil {
+	for idx := range w.in {
+		if err := w.s.f.opts.Cache.RecordBlock(w.s.ino, idx); err != nil {
 			w.err <- err
 			for range w.in {
 			}
@@ -240,7 +241,7 @@ func (w *blockWriter) run() {
 	}
 }
 
-func (w *blockWriter) put(idx int64, data []byte) { w.in <- blockData{idx, data} }
+func (w *blockWriter) put(idx int64) { w.in <- idx }
 
 func (w *blockWriter) failed() error {
 	select {
