@@ -119,7 +119,7 @@ func classify(err error) error {
 // classify550 reads the text of a 550 reply. The phrases are those of
 // proftpd, vsftpd, pure-ftpd and goftp's server.
 func classify550(err error) error {
-	msg := strings.ToLower(err.Error())
+	msg := strings.ToLower(replyReason(err))
 	switch {
 	case strings.Contains(msg, "no such file"), strings.Contains(msg, "not found"),
 		strings.Contains(msg, "does not exist"), strings.Contains(msg, "cannot find"):
@@ -138,8 +138,30 @@ func classify550(err error) error {
 	return nil
 }
 
+// replyReason is a reply's text without the path the server echoes in it
+// ("/d/x: No such file or directory", "'/d/x' cannot be listed"), so that
+// a file named exists_unix.go or mod_permissions.txt is not read as the
+// reason.
+func replyReason(err error) string {
+	msg := err.Error()
+	if i := strings.LastIndex(msg, ": "); i >= 0 {
+		msg = msg[i+2:]
+	}
+	for {
+		i := strings.IndexByte(msg, '\'')
+		if i < 0 {
+			return msg
+		}
+		j := strings.IndexByte(msg[i+1:], '\'')
+		if j < 0 {
+			return msg
+		}
+		msg = msg[:i] + msg[i+1+j+1:]
+	}
+}
+
 func mentionsPermission(err error) bool {
-	msg := strings.ToLower(err.Error())
+	msg := strings.ToLower(replyReason(err))
 	return strings.Contains(msg, "permission") || strings.Contains(msg, "operation not permitted") ||
 		strings.Contains(msg, "access denied") || strings.Contains(msg, "read-only")
 }
