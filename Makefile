@@ -123,3 +123,15 @@ deb: ## build bin/ftpsync-mount_VERSION_ARCH.deb with nfpm (Depends: fuse3)
 
 .PHONY: FORCE
 FORCE:
+
+# Long fault runs, beyond the bounded ones in `make test`: STRESS_KILLS kill -9
+# remounts, a long seeded model test and stress-ng against a mount (root, FUSE).
+STRESS_KILLS ?= 20
+STRESS_TIME  ?= 30s
+
+.PHONY: stress
+stress: build ## long fault runs: 20 kill -9 remounts, a long model test, stress-ng on a mount
+	command -v stress-ng >/dev/null || apt-get install -y stress-ng
+	FTPSYNC_KILLS=$(STRESS_KILLS) $(GO) test -race -count=1 -timeout 30m -run '^TestKill9MixedWorkloadLoop$$' -v ./cmd/ftpsync-mount
+	FTPSYNC_MODEL_SEEDS=50 FTPSYNC_MODEL_OPS=3000 $(GO) test -race -count=1 -timeout 60m -run '^TestModelRandomOperations$$' ./fs
+	STRESS_TIME=$(STRESS_TIME) scripts/stress-ng-mount.sh $(BIN)
