@@ -74,7 +74,7 @@ func (c *Cache) forgetContent(ino uint64) {
 }
 
 // WriteBlock writes block idx of a file, fetched for content generation
-// gen, into its fetched file and makes it readable. RecordBlock must follow
+// gen, into its fetched file and makes it readable. RecordBlocks must follow
 // to make it survive a remount. If the file's remote content changed since
 // (another gen) or the file is gone or local, it returns ErrStale and
 // writes nothing. A full block is BlockSize bytes; only the file's last
@@ -129,32 +129,37 @@ func (c *Cache) writeBlock(ino, gen uint64, idx int64, data []byte) error {
 	return nil
 }
 
-// RecordBlock records in Badger that a block WriteBlock wrote is present,
-// unless it was evicted or dropped meanwhile. It runs after the write, off
-// the read path.
-func (c *Cache) RecordBlock(ino uint64, idx int64) error {
+// RecordBlocks records in Badger, in one transaction, that blocks
+// WriteBlock wrote are present, except those evicted or dropped meanwhile.
+// It runs after the writes, off the read path.
+func (c *Cache) RecordBlocks(ino uint64, idxs []int64) error {
 	mu := c.stripe(ino)
 	mu.Lock()
 	defer mu.Unlock()
-	size, sum, ok := c.lru.record(blockID{ino, idx})
-	if !ok {
-		return nil
-	}
 	err := c.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(blockKey(ino, idx), blockRecord(int(size), sum))
+		for _, idx := range idxs {
+			size, sum, ok := c.lru.record(blockID{ino, idx})
+			if !ok {
+				continue
+			}
+			if err := txn.Set(blockKey(ino, idx), blockRecord(int(size), sum)); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("record block %d of inode %d: %w", idx, ino, err)
+		return fmt.Errorf("record %d blocks of inode %d: %w", len(idxs), ino, err)
 	}
 	return nil
 }
 
-// PutBlock writes and records a block: WriteBlock then RecordBlock.
+// PutBlock writes and records a block: WriteBlock then RecordBlocks.
 func (c *Cache) PutBlock(ino, gen uint64, idx int64, data []byte) error {
 	if err := c.WriteBlock(ino, gen, idx, data); err != nil {
 		return err
 	}
-	return c.RecordBlock(ino, idx)
+	return c.RecordBlocks(ino, []int64{idx})
 }
 
 // Span is a range of a file's fetched content, held present (not evicted)

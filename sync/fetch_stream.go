@@ -224,15 +224,30 @@ type blockWriter struct {
 }
 
 func newBlockWriter(s *stream) *blockWriter {
-	w := &blockWriter{s: s, in: make(chan int64, 16), done: make(chan struct{}), err: make(chan error, 1)}
+	w := &blockWriter{s: s, in: make(chan int64, 64), done: make(chan struct{}), err: make(chan error, 1)}
 	go w.run()
 	return w
 }
 
+// run records what arrived since the last round in one transaction: one
+// per block would cost more than the blocks' writes.
 func (w *blockWriter) run() {
 	defer close(w.done)
 	for idx := range w.in {
-		if err := w.s.f.opts.Cache.RecordBlock(w.s.ino, idx); err != nil {
+		batch := []int64{idx}
+	drain:
+		for len(batch) < cap(w.in) {
+			select {
+			case idx, ok := <-w.in:
+				if !ok {
+					break drain
+				}
+				batch = append(batch, idx)
+			default:
+				break drain
+			}
+		}
+		if err := w.s.f.opts.Cache.RecordBlocks(w.s.ino, batch); err != nil {
 			w.err <- err
 			for range w.in {
 			}
