@@ -21,6 +21,7 @@ import (
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/hanwen/go-fuse/v2/fuse"
+	"github.com/hanwen/go-fuse/v2/splice"
 	"github.com/sirupsen/logrus"
 
 	"github.com/ftpsync-mount/ftpsync-mount/cache"
@@ -91,7 +92,7 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		Name:         "ftpsync",
 		AllowOther:   opts.AllowOther,
 		MaxReadAhead: 1 << 20,
-		MaxWrite:     1<<20 - 8<<10,
+		MaxWrite:     maxRequest(),
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
 	}
@@ -279,4 +280,15 @@ func (fsys *filesystem) statfs(out *fuse.StatfsOut) syscall.Errno {
 	out.Bavail = out.Bfree
 	out.NameLen = 255
 	return 0
+}
+
+// maxRequest is the largest read or write the kernel sends: 1 MiB, less
+// what lets a read's reply (header, data and a spare page) fit one pipe of
+// the system's largest size (/proc/sys/fs/pipe-max-size, 1 MiB by default).
+// go-fuse splices cached content from the cache file into /dev/fuse through
+// such a pipe; a bigger reply would be copied through this process instead.
+func maxRequest() int {
+	page := os.Getpagesize()
+	n := min(1<<20, splice.MaxPipeSize()-2*page)
+	return max(n-n%page, 128<<10)
 }
