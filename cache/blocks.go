@@ -24,7 +24,8 @@ type lruItem struct {
 	crc      uint32 // CRC-32C of the block's bytes
 	verified bool   // written by this process or checked against crc
 	recorded bool   // its Badger key was written
-	pins     int    // readers holding it; never evicted while > 0
+	pins     int    // readers holding it; its space is freed only at 0
+	evicted  bool   // out of the accounting; freed when the last pin goes
 }
 
 // fetchedFile is an open fetched file shared by writers and readers; it is
@@ -122,16 +123,22 @@ func (l *lru) verified(id blockID) {
 }
 
 // pin holds blocks first..last of ino if all are cached, marking them used,
-// and returns the unverified ones as copies.
-func (l *lru) pin(ino uint64, first, last int64) ([]blockID, []lruItem, bool) {
+// and returns the file holding them and the unverified ones as copies. The
+// file is taken in the same critical section: forgetFile drops blocks and
+// file together, so the file is the one the blocks are in.
+func (l *lru) pin(c *Cache, ino uint64, first, last int64) ([]*lruItem, []lruItem, *fetchedFile, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for idx := first; idx <= last; idx++ {
 		if _, ok := l.items[blockID{ino, idx}]; !ok {
-			return nil, nil, false
+			return nil, nil, nil, nil
 		}
 	}
-	ids := make([]blockID, 0, last-first+1)
+	ff, err := l._file(c, ino)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	items := make([]*lruItem, 0, last-first+1)
 	var unverified []lruItem
 	for idx := first; idx <= last; idx++ {
 		id := blockID{ino, idx}
@@ -139,22 +146,27 @@ func (l *lru) pin(ino uint64, first, last int64) ([]blockID, []lruItem, bool) {
 		it := el.Value.(*lruItem)
 		it.pins++
 		l.order.MoveToFront(el)
-		ids = append(ids, id)
+		items = append(items, it)
 		if !it.verified {
 			unverified = append(unverified, *it)
 		}
 	}
-	return ids, unverified, true
+	return items, unverified, ff, nil
 }
 
-func (l *lru) unpin(ids []blockID) {
+// unpin lets go of pinned blocks and returns those evicted meanwhile that
+// no reader holds any more: their space is to be freed now.
+func (l *lru) unpin(items []*lruItem) []blockID {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for _, id := range ids {
-		if el, ok := l.items[id]; ok {
-			el.Value.(*lruItem).pins--
+	var free []blockID
+	for _, it := range items {
+		it.pins--
+		if it.pins == 0 && it.evicted {
+			free = append(free, it.id)
 		}
 	}
+	return free
 }
 
 // file returns ino's fetched file, opened (and created) if need be, with a
@@ -162,6 +174,11 @@ func (l *lru) unpin(ids []blockID) {
 func (l *lru) file(c *Cache, ino uint64) (*fetchedFile, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	return l._file(c, ino)
+}
+
+// _file is file with l.mu held.
+func (l *lru) _file(c *Cache, ino uint64) (*fetchedFile, error) {
 	if ff := l.fds[ino]; ff != nil {
 		ff.refs++
 		return ff, nil
@@ -245,7 +262,8 @@ func (l *lru) forgetFile(ino uint64) {
 }
 
 // victims takes least recently used blocks out of the accounting until at
-// most limit bytes remain, sparing keep and pinned blocks.
+// most limit bytes remain, sparing keep. It returns those to free now; a
+// pinned block is freed when its last reader lets go (unpin).
 func (l *lru) victims(limit int64, keep blockID) []blockID {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -253,9 +271,13 @@ func (l *lru) victims(limit int64, keep blockID) []blockID {
 	for el := l.order.Back(); el != nil && l.total > limit; {
 		prev := el.Prev()
 		it := el.Value.(*lruItem)
-		if it.id != keep && it.pins == 0 {
-			out = append(out, it.id)
+		if it.id != keep {
 			l._remove(it.id)
+			if it.pins > 0 {
+				it.evicted = true
+			} else {
+				out = append(out, it.id)
+			}
 		}
 		el = prev
 	}
@@ -356,8 +378,10 @@ func (c *Cache) ReadBlock(ino uint64, idx int64) ([]byte, error) {
 // evict deletes least recently used content until the cache fits MaxSize.
 // Everything counted is clean (a copy of the server's; written content
 // lives in data/ and is not counted), so any unpinned block may go.
-func (c *Cache) evict(keep blockID) {
-	ids := c.lru.victims(c.max, keep)
+func (c *Cache) evict(keep blockID) { c.free(c.lru.victims(c.max, keep)) }
+
+// free punches evicted blocks out of their files and deletes their records.
+func (c *Cache) free(ids []blockID) {
 	if len(ids) == 0 {
 		return
 	}

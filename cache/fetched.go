@@ -165,18 +165,20 @@ func (c *Cache) PutBlock(ino, gen uint64, idx int64, data []byte) error {
 // Span is a range of a file's fetched content, held present (not evicted)
 // until Release. A reader hands File's descriptor to the kernel.
 type Span struct {
-	c   *Cache
-	f   *fetchedFile
-	ids []blockID
+	c     *Cache
+	f     *fetchedFile
+	items []*lruItem
 }
 
 // File returns the open fetched file; valid until Release.
 func (s *Span) File() *os.File { return s.f.f }
 
-// Release lets the span's blocks be evicted again.
+// Release lets go of the span's blocks; those evicted while it held them
+// are freed now.
 func (s *Span) Release() {
-	s.c.lru.unpin(s.ids)
+	free := s.c.lru.unpin(s.items)
 	s.c.lru.unref(s.f)
+	s.c.free(free)
 }
 
 // Pin holds the blocks covering [off, end) of file ino present and returns
@@ -186,17 +188,15 @@ func (c *Cache) Pin(ino uint64, off, end int64) (*Span, bool) {
 	if end <= off {
 		return nil, false
 	}
-	ids, unverified, ok := c.lru.pin(ino, off/BlockSize, (end-1)/BlockSize)
-	if !ok {
-		return nil, false
-	}
-	f, err := c.lru.file(c, ino)
+	items, unverified, f, err := c.lru.pin(c, ino, off/BlockSize, (end-1)/BlockSize)
 	if err != nil {
-		c.lru.unpin(ids)
 		c.log.WithError(err).Warn("open fetched content")
 		return nil, false
 	}
-	s := &Span{c: c, f: f, ids: ids}
+	if f == nil {
+		return nil, false
+	}
+	s := &Span{c: c, f: f, items: items}
 	for _, it := range unverified {
 		if !c.verify(f.f, it) {
 			s.Release()
