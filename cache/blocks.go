@@ -100,18 +100,18 @@ func (l *lru) has(id blockID) bool {
 	return ok
 }
 
-// record marks a block recorded and returns what to record, or false if it
-// is no longer cached.
-func (l *lru) record(id blockID) (int64, uint32, bool) {
+// record marks a block recorded with its checksum and returns its size, or
+// false if it is no longer cached.
+func (l *lru) record(id blockID, crc uint32) (int64, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	el, ok := l.items[id]
 	if !ok {
-		return 0, 0, false
+		return 0, false
 	}
 	it := el.Value.(*lruItem)
-	it.recorded = true
-	return it.size, it.crc, true
+	it.recorded, it.crc = true, crc
+	return it.size, true
 }
 
 func (l *lru) verified(id blockID) {
@@ -340,7 +340,7 @@ func (c *Cache) loadBlocks() error {
 	sort.Slice(all, func(i, j int) bool { return all[i].version < all[j].version })
 	for _, s := range all {
 		c.lru.add(s.id, s.size, s.crc, false)
-		c.lru.record(s.id)
+		c.lru.record(s.id, s.crc)
 	}
 	return nil
 }

@@ -125,24 +125,28 @@ func (c *Cache) writeBlock(ino, gen uint64, idx int64, data []byte) error {
 	if err != nil {
 		return err
 	}
-	c.lru.add(blockID{ino, idx}, int64(len(data)), crc32.Checksum(data, crcTable), true)
+	c.lru.add(blockID{ino, idx}, int64(len(data)), 0, true)
 	return nil
 }
 
+// Checksum is the CRC-32C RecordBlocks records for a block's bytes.
+func Checksum(data []byte) uint32 { return crc32.Checksum(data, crcTable) }
+
 // RecordBlocks records in Badger, in one transaction, that blocks
-// WriteBlock wrote are present, except those evicted or dropped meanwhile.
-// It runs after the writes, off the read path.
-func (c *Cache) RecordBlocks(ino uint64, idxs []int64) error {
+// WriteBlock wrote are present, with their checksums (sums[i] is
+// Checksum of block idxs[i]), except those evicted or dropped meanwhile.
+// It runs after the writes, off the read path, and so does the checksum.
+func (c *Cache) RecordBlocks(ino uint64, idxs []int64, sums []uint32) error {
 	mu := c.stripe(ino)
 	mu.Lock()
 	defer mu.Unlock()
 	err := c.db.Update(func(txn *badger.Txn) error {
-		for _, idx := range idxs {
-			size, sum, ok := c.lru.record(blockID{ino, idx})
+		for i, idx := range idxs {
+			size, ok := c.lru.record(blockID{ino, idx}, sums[i])
 			if !ok {
 				continue
 			}
-			if err := txn.Set(blockKey(ino, idx), blockRecord(int(size), sum)); err != nil {
+			if err := txn.Set(blockKey(ino, idx), blockRecord(int(size), sums[i])); err != nil {
 				return err
 			}
 		}
@@ -159,7 +163,7 @@ func (c *Cache) PutBlock(ino, gen uint64, idx int64, data []byte) error {
 	if err := c.WriteBlock(ino, gen, idx, data); err != nil {
 		return err
 	}
-	return c.RecordBlocks(ino, []int64{idx})
+	return c.RecordBlocks(ino, []int64{idx}, []uint32{Checksum(data)})
 }
 
 // Span is a range of a file's fetched content, held present (not evicted)

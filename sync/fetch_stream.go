@@ -209,22 +209,27 @@ func (s *stream) transfer() error {
 			return errors.Join(err, w.close())
 		}
 		s.stored(idx, data)
-		w.put(idx)
+		w.put(idx, data)
 	}
 	return w.close()
 }
 
-// blockWriter records a transfer's written blocks in Badger, in order, so
-// that the network and Badger work at once.
+// blockWriter checksums a transfer's written blocks and records them in
+// Badger, in order, so that the network, the disk and Badger work at once.
 type blockWriter struct {
 	s    *stream
-	in   chan int64
+	in   chan blockData
 	done chan struct{} // closed when the goroutine ends
 	err  chan error    // capacity 1: the first failure
 }
 
+type blockData struct {
+	idx  int64
+	data []byte
+}
+
 func newBlockWriter(s *stream) *blockWriter {
-	w := &blockWriter{s: s, in: make(chan int64, 64), done: make(chan struct{}), err: make(chan error, 1)}
+	w := &blockWriter{s: s, in: make(chan blockData, 16), done: make(chan struct{}), err: make(chan error, 1)}
 	go w.run()
 	return w
 }
@@ -233,21 +238,21 @@ func newBlockWriter(s *stream) *blockWriter {
 // per block would cost more than the blocks' writes.
 func (w *blockWriter) run() {
 	defer close(w.done)
-	for idx := range w.in {
-		batch := []int64{idx}
+	for b := range w.in {
+		idxs, sums := []int64{b.idx}, []uint32{cache.Checksum(b.data)}
 	drain:
-		for len(batch) < cap(w.in) {
+		for len(idxs) < cap(w.in) {
 			select {
-			case idx, ok := <-w.in:
+			case b, ok := <-w.in:
 				if !ok {
 					break drain
 				}
-				batch = append(batch, idx)
+				idxs, sums = append(idxs, b.idx), append(sums, cache.Checksum(b.data))
 			default:
 				break drain
 			}
 		}
-		if err := w.s.f.opts.Cache.RecordBlocks(w.s.ino, batch); err != nil {
+		if err := w.s.f.opts.Cache.RecordBlocks(w.s.ino, idxs, sums); err != nil {
 			w.err <- err
 			for range w.in {
 			}
@@ -256,7 +261,7 @@ func (w *blockWriter) run() {
 	}
 }
 
-func (w *blockWriter) put(idx int64) { w.in <- idx }
+func (w *blockWriter) put(idx int64, data []byte) { w.in <- blockData{idx, data} }
 
 func (w *blockWriter) failed() error {
 	select {
