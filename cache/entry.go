@@ -16,6 +16,7 @@ import (
 //	b<ino><block>      one block of content
 //	s                  the inode sequence
 //	j<seq>             one write-back journal operation (journal.go)
+//	u<path>            upload notes of one server path (uploadnote.go)
 const (
 	prefixEntry   = 'e'
 	prefixChild   = 'c'

@@ -87,10 +87,9 @@ type Writeback struct {
 	flushing int            // flushes in progress
 	changed  chan struct{}  // closed and replaced whenever an operation ends
 	forced   map[uint64]int // files an fsync waits for: upload now, even while open
-	// known is what our own uploads left at each path on the server, so
-	// that a check against an entry's record taken before one of them
-	// (the entry was replaced or deleted while it ran) is not a conflict.
-	known  map[string]target.Entry
+	// notes is set when the cache may hold upload notes (knownAt) to
+	// clear once the queue is empty; a remount starts with it set.
+	notes  bool
 	loaded bool // the journal was read
 	idle   bool // the last round found nothing to start or wait for
 	stats  wbStats
@@ -135,7 +134,7 @@ func NewWriteback(opts WritebackOptions) (*Writeback, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Writeback{opts: opts, ctx: ctx, stop: stop, wake: make(chan struct{}, 1), news: make(chan struct{}, 1),
 		ops: make(map[uint64]*opState), changed: make(chan struct{}), forced: make(map[uint64]int),
-		known: make(map[string]target.Entry)}
+		notes: true}
 	w.wg.Add(1)
 	go w.loop()
 	return w, nil
@@ -234,6 +233,9 @@ func (w *Writeback) loop() {
 		w.mu.Lock()
 		start, next := w._pick(w.opts.Now())
 		w.mu.Unlock()
+		if len(start) == 0 {
+			w.clearKnown()
+		}
 		for _, st := range start {
 			w.wg.Add(1)
 			go w.run(st)

@@ -33,7 +33,6 @@ func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 			}
 		}
 	case cache.OpRmdir:
-		w.moveKnown(o.Path, "")
 		err = tg.Rmdir(ctx, o.Path)
 		switch {
 		case errors.Is(err, target.ErrNotFound):
@@ -43,14 +42,17 @@ func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 			w.conflict(o, "the folder was deleted here but holds new files on the server; it is kept there")
 			err = nil
 		}
+		if err == nil {
+			err = w.moveKnown(o.Path, "")
+		}
 	case cache.OpRemove:
 		if err = w.remove(ctx, o); err == nil {
-			w.moveKnown(o.Path, "")
+			err = w.moveKnown(o.Path, "")
 		}
 	case cache.OpRename:
 		err = tg.Rename(ctx, o.Path, o.To)
 		if err == nil {
-			w.moveKnown(o.Path, o.To)
+			err = w.moveKnown(o.Path, o.To)
 		}
 		if errors.Is(err, target.ErrNotFound) {
 			w.opts.Log.WithField("path", "/"+o.Path).Warn("renaming on the server: the source is gone there; uploading the local copy instead")
@@ -148,6 +150,9 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 	if w.canAppend(e, d, rp, size) {
 		return w.appendTail(ctx, st, o, e, f, size)
 	}
+	if err := w.noteIntent(o.Path, size, e); err != nil {
+		return err
+	}
 	counter := &uploadCounter{r: io.NewSectionReader(f, 0, size)}
 	w.mu.Lock()
 	st.progress, st.size = counter, size
@@ -165,7 +170,9 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 // finishUpload records the upload in the cache and what it left on the
 // server in known.
 func (w *Writeback) finishUpload(o cache.Op, e cache.Entry, size int64, got target.Entry) error {
-	w.noteKnown(o.Path, got)
+	if err := w.noteKnown(o.Path, got); err != nil {
+		return err
+	}
 	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got)
 }
 
@@ -185,6 +192,9 @@ func (w *Writeback) canAppend(e cache.Entry, d Decision, rp *target.Entry, size 
 func (w *Writeback) appendTail(ctx context.Context, st *opState, o cache.Op, e cache.Entry, f *os.File, size int64) error {
 	tg := w.opts.Target
 	from := e.SyncLocal.Size
+	if err := w.noteIntent(o.Path, size, e); err != nil {
+		return err
+	}
 	counter := &uploadCounter{r: io.NewSectionReader(f, from, size-from)}
 	w.mu.Lock()
 	st.progress, st.size = counter, size-from
@@ -213,8 +223,21 @@ func (w *Writeback) appendTail(ctx context.Context, st *opState, o cache.Op, e c
 // the name, the local one is saved beside it as a conflict copy, in the
 // mount and (by the upload KeepBoth queues) on the server.
 func (w *Writeback) keepBoth(o cache.Op, e cache.Entry, remote target.Entry, d Decision) error {
-	name := target.Base(ConflictName(o.Path, w.opts.Now()))
-	changes, err := w.opts.Cache.KeepBoth(o.Seq, e.Ino, name, remote, w.opts.Now())
+	now := w.opts.Now()
+	first := target.Base(ConflictName(o.Path, now))
+	stamp := ".conflict-" + now.UTC().Format("20060102-150405")
+	name := first
+	var changes []cache.Change
+	var err error
+	// A second conflict of the same file within the second takes the
+	// next free number rather than failing on the first copy's name.
+	for i := 2; i <= maxConflictCopies; i++ {
+		changes, err = w.opts.Cache.KeepBoth(o.Seq, e.Ino, name, remote, now)
+		if !errors.Is(err, cache.ErrExist) {
+			break
+		}
+		name = strings.Replace(first, stamp, fmt.Sprintf("%s-%d", stamp, i), 1)
+	}
 	if err != nil {
 		return err
 	}
@@ -224,6 +247,10 @@ func (w *Writeback) keepBoth(o cache.Op, e cache.Entry, remote target.Entry, d D
 	}
 	return nil
 }
+
+// maxConflictCopies bounds the numbered names tried for the conflict
+// copies of one file within one second.
+const maxConflictCopies = 100
 
 // conflict records and logs a conflict the runner settled.
 func (w *Writeback) conflict(o cache.Op, what string) {
@@ -318,49 +345,76 @@ func (w *Writeback) Status() WritebackStatus {
 	return s
 }
 
-// knownMax bounds the paths known remembers; past it, entries are dropped
-// at random, which can only make a later check report a conflict that a
-// fuller memory would have recognised as our own write.
-const knownMax = 10000
+// What our own operations left at each server path lives in the cache's
+// upload notes, so that it survives a kill -9: an upload notes its
+// expected size and mtime before it starts and what the server shows once
+// done; renames and deletes carry the notes along. A check against an
+// entry's record taken before one of them (the entry was replaced or
+// deleted while it ran, or the mount was killed before recording it) then
+// sees our own write rather than a change made elsewhere.
 
-// noteKnown remembers what an upload left at path p.
-func (w *Writeback) noteKnown(p string, e target.Entry) {
+// noteIntent notes, before an upload of e's size bytes to p starts, what
+// the server will show once it is done: the size and the local mtime the
+// upload sets (a server that cannot set mtimes shows the upload time, and
+// the note then never matches, as if it were absent).
+func (w *Writeback) noteIntent(p string, size int64, e cache.Entry) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	if len(w.known) >= knownMax {
-		for k := range w.known {
-			delete(w.known, k)
-			break
-		}
-	}
-	w.known[p] = e
+	w.notes = true
+	w.mu.Unlock()
+	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, false)
 }
 
-// knownAt returns what our own operations left at p, if the server still
-// shows exactly that (size and mtime, at the listing's precision).
-func (w *Writeback) knownAt(p string, cur target.Entry) (target.Entry, bool) {
+// noteKnown records what an upload left at path p.
+func (w *Writeback) noteKnown(p string, e target.Entry) error {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	k, ok := w.known[p]
-	if !ok || !SameFile(k, cur) {
+	w.notes = true
+	w.mu.Unlock()
+	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: e.Size, ModTime: e.ModTime, Precision: e.Precision}, true)
+}
+
+// knownAt returns what our own operations left (or were about to leave) at
+// p, if the server shows exactly that (size and mtime, at the coarser
+// precision). A note that cannot be read counts as absent: the path is
+// then classified as usual and may give a needless conflict copy, never a
+// lost write.
+func (w *Writeback) knownAt(p string, cur target.Entry) (target.Entry, bool) {
+	ss, err := w.opts.Cache.UploadNotes(p)
+	if err != nil {
+		w.opts.Log.WithError(err).Warn("cannot read what our own uploads left; classifying without it")
 		return target.Entry{}, false
 	}
-	return k, true
+	for i := len(ss) - 1; i >= 0; i-- {
+		k := target.Entry{Name: target.Base(p), Size: ss[i].Size, ModTime: ss[i].ModTime, Precision: ss[i].Precision}
+		if SameFile(k, cur) {
+			return k, true
+		}
+	}
+	return target.Entry{}, false
 }
 
 // moveKnown follows a rename (to "" for a delete) of p and everything
 // below it.
-func (w *Writeback) moveKnown(from, to string) {
+func (w *Writeback) moveKnown(from, to string) error {
+	return w.opts.Cache.MoveUploadNotes(from, to)
+}
+
+// clearKnown drops the notes once the journal is empty and nothing runs:
+// every entry's record then covers what the server shows. Only the loop
+// calls it, between rounds, so no operation starts meanwhile.
+func (w *Writeback) clearKnown() {
 	w.mu.Lock()
-	defer w.mu.Unlock()
-	for k, e := range w.known {
-		rest, ok := strings.CutPrefix(k, from)
-		if !ok || rest != "" && rest[0] != '/' {
-			continue
-		}
-		delete(w.known, k)
-		if to != "" {
-			w.known[to+rest] = e
-		}
+	clear := w.notes && w.loaded && w.running == 0 && len(w.ops) == 0
+	if clear {
+		w.notes = false
+	}
+	w.mu.Unlock()
+	if !clear {
+		return
+	}
+	if err := w.opts.Cache.ClearUploadNotes(); err != nil {
+		w.opts.Log.WithError(err).Warn("cannot clear the upload notes; they are cleared once the queue empties again")
+		w.mu.Lock()
+		w.notes = true
+		w.mu.Unlock()
 	}
 }

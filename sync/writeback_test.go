@@ -95,6 +95,7 @@ type wbEnv struct {
 	tg       *recTarget
 	c        *cache.Cache
 	wb       *Writeback
+	now      func() time.Time // the runner's clock; nil: time.Now
 }
 
 func newWBEnv(t *testing.T) *wbEnv {
@@ -118,7 +119,7 @@ func (e *wbEnv) open() {
 	}
 	e.c = c
 	e.wb, err = NewWriteback(WritebackOptions{Target: e.tg, Cache: c, Log: quietLog(), Delay: 5 * time.Millisecond,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond})
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Now: e.now})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -356,6 +357,80 @@ func TestWritebackMany(t *testing.T) {
 			if got := e.serverFile(fmt.Sprintf("d%d/f%d", i, j)); !bytes.Equal([]byte(got), bytes.Repeat([]byte("x"), i*j)) {
 				t.Fatalf("d%d/f%d = %q", i, j, got)
 			}
+		}
+	}
+}
+
+// A kill after an upload reached the server but before the cache recorded
+// it, with the file changed again meanwhile, leaves the next mount a server
+// file that matches no record. The upload's note recognises it as our own:
+// the newer local version is uploaded, with no conflict copy.
+func TestWritebackRecognisesOwnUploadAfterKill(t *testing.T) {
+	e := newWBEnv(t)
+	ino := e.write(cache.RootIno, "doc", "v1")
+	e.flush()
+	e.tg.hold, e.tg.holding = make(chan struct{}), make(chan struct{})
+	e.write(cache.RootIno, "doc", "v2")
+	select {
+	case <-e.tg.holding:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the upload did not start")
+	}
+	v2, err := e.c.Get(ino)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.write(cache.RootIno, "doc", "v3, written during the upload")
+	// The held upload of v2 lands, as if the kill came right after its
+	// rename on the server.
+	p := filepath.Join(e.srv, "doc")
+	if err := os.WriteFile(p, []byte("v2"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(p, v2.ModTime, v2.ModTime); err != nil {
+		t.Fatal(err)
+	}
+	e.close()
+	e.tg.hold, e.tg.holding = nil, nil
+	e.open()
+	e.flush()
+	if got := e.serverFile("doc"); got != "v3, written during the upload" {
+		t.Fatalf("doc on the server = %q", got)
+	}
+	kids, err := e.c.Children(cache.RootIno)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kids) != 1 {
+		t.Fatalf("the mount holds %d files, want doc alone: %v", len(kids), kids)
+	}
+	if st := e.wb.Status(); len(st.Conflicts) != 0 {
+		t.Fatalf("conflicts: %+v", st.Conflicts)
+	}
+}
+
+// Two conflicts of one file within the same second keep both copies under
+// numbered names instead of failing on the first copy's name.
+func TestWritebackSecondConflictSameSecond(t *testing.T) {
+	e := newWBEnv(t)
+	e.close()
+	at := time.Now()
+	e.now = func() time.Time { return at }
+	e.open()
+	e.write(cache.RootIno, "doc.txt", "v1")
+	e.flush()
+	for i, v := range []string{"server's v2", "server's v3, longer"} {
+		if err := os.WriteFile(filepath.Join(e.srv, "doc.txt"), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e.write(cache.RootIno, "doc.txt", fmt.Sprintf("local %d", i))
+		e.flush()
+	}
+	stamp := at.UTC().Format("20060102-150405")
+	for name, want := range map[string]string{"doc.txt": "server's v3, longer",
+		"doc.conflict-" + stamp + ".txt": "local 0", "doc.conflict-" + stamp + "-2.txt": "local 1"} {
+		if got := e.serverFile(name); got != want {
+			t.Errorf("%s on the server = %q, want %q", name, got, want)
 		}
 	}
 }
