@@ -138,18 +138,10 @@ func adopt(t *testing.T, o kop, mnt, ref string) {
 // TestKill9MixedWorkloadLoop kills the mount with SIGKILL at a random
 // moment of a seeded mixed workload (writes, appends, renames, removals,
 // folders) with uploads in flight, remounts the same cache and goes on,
-// FTPSYNC_KILLS times (3 here, 20 in make stress). After each remount the
-// mount shows every completed operation; after the last unmount the
-// server's folder equals the reference folder.
-//
-// It runs only when FTPSYNC_KILLS is set (make stress): it fails in about
-// half the runs of 3 kills, on defects of the write-back journal's crash
-// recovery listed in docs/guarantees.md (known limits). Set it to 3 in
-// make test once they are fixed.
+// FTPSYNC_KILLS times (3 by default, 20 in make stress). After each
+// remount the mount shows every completed operation; after the last
+// unmount the server's folder equals the reference folder.
 func TestKill9MixedWorkloadLoop(t *testing.T) {
-	if os.Getenv("FTPSYNC_KILLS") == "" {
-		t.Skip("set FTPSYNC_KILLS (make stress): a kill can still revert a completed write (docs/guarantees.md, known limits)")
-	}
 	kills := envInt(t, "FTPSYNC_KILLS", 3)
 	bin := buildBinary(t)
 	srv := ftpdtest.Start(t)
