@@ -79,6 +79,11 @@ install_packages() {
 	command -v openssl >/dev/null || missing+=(openssl)
 	command -v curl >/dev/null || missing+=(curl)
 	command -v pgrep >/dev/null || missing+=(procps)
+	# Not servers, but what the mount tests run, so that make test works on a fresh machine by itself:
+	# fusermount3, and the tools users run in a mount (rsync, git).
+	command -v fusermount3 >/dev/null || missing+=(fuse3)
+	command -v rsync >/dev/null || missing+=(rsync)
+	command -v git >/dev/null || missing+=(git)
 	# Its postinst may start the system's sshd on port 22 where services can start (not in a
 	# container whose policy-rc.d forbids it); ours runs beside it either way.
 	[[ -x $sshd_bin ]] || missing+=(openssh-server)
