@@ -44,7 +44,11 @@ type pool struct {
 	open    int        // busy + idle connections
 	peak    int        // most connections open at once (tests read it)
 	retired int        // slots withheld after the server said 421 at login
-	closed  bool
+	dialing int        // logins in progress (counted in open)
+	// livePeak is the most logged-in connections the server has let us hold
+	// at once, lowered when a refusal comes below it (see retire).
+	livePeak int
+	closed   bool
 }
 
 func newPool(size int, idleClose time.Duration, log logrus.FieldLogger, dial func(context.Context) (*conn, error)) *pool {
@@ -103,16 +107,19 @@ func (p *pool) getWithSlot(ctx context.Context) (*conn, error) {
 		n := len(p.idle)
 		if n == 0 {
 			p.open++
+			p.dialing++
 			p.peak = max(p.peak, p.open)
 			p.mu.Unlock()
 			c, err := p.dial(ctx)
+			p.mu.Lock()
+			p.dialing--
 			if err != nil {
-				p.mu.Lock()
 				p.open--
-				p.mu.Unlock()
-				return nil, err
+			} else {
+				p.livePeak = max(p.livePeak, p.open-p.dialing)
 			}
-			return c, nil
+			p.mu.Unlock()
+			return c, err
 		}
 		c := p.idle[n-1]
 		p.idle = p.idle[:n-1]
@@ -143,11 +150,21 @@ func (p *pool) healthy(ctx context.Context, c *conn) bool {
 }
 
 // retire withholds the caller's slot for good unless only one is left. It
-// returns the number of connections still allowed.
+// returns the number of connections still allowed, and false when it kept
+// the slot: then the caller waits and tries again.
+//
+// A refusal while fewer connections are open than the server has accepted
+// before is not believed the first time: a server's count often still
+// includes a connection we closed a moment ago, and shrinking for it would
+// leave the pool smaller than the server allows, or waiting on itself.
 func (p *pool) retire() (int, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	left := cap(p.slots) - p.retired
+	if live := p.open - p.dialing; live < p.livePeak {
+		p.livePeak = live
+		return left, false
+	}
 	if left <= 1 {
 		return left, false
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -321,5 +322,64 @@ func TestEarlyCloseOfLargeRead(t *testing.T) {
 	}
 	if _, err := tg.Stat(t.Context(), "big"); err != nil {
 		t.Errorf("stat after early closes: %v", err)
+	}
+}
+
+// TestRefusalFromALaggingCountDoesNotShrink: a server may still count a
+// connection we closed a moment ago and refuse the next login with 421.
+// Below the number of connections it accepted before, that refusal is
+// waited out, not taken as a new, lower limit (which once left the pool
+// smaller than the server allowed and waiting on its own reader).
+func TestRefusalFromALaggingCountDoesNotShrink(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	if err := os.WriteFile(filepath.Join(srv.Root, "f"), bytes.Repeat([]byte("x"), 1<<20), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	px := startProxy(t, srv.Addr(), 3)
+	tg := newTarget(t, srv, Options{URL: "ftp://tester@" + px.addr() + "/", Connections: 4, IdleClose: 50 * time.Millisecond})
+	var readers []io.ReadCloser
+	for range 3 {
+		rc, err := tg.Open(t.Context(), "f", 0, -1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readers = append(readers, rc)
+	}
+	defer readers[0].Close()
+	defer readers[1].Close()
+	// Reader 2 goes away and its idle connection expires, but the "server"
+	// keeps counting a connection until it has refused once.
+	phantom, other := net.Pipe()
+	defer other.Close()
+	px.mu.Lock()
+	px.sessions[phantom] = nil
+	px.mu.Unlock()
+	readers[2].Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if open, _, _ := tg.pool.stats(); open == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the idle connection never expired")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	go func() {
+		<-px.refusals
+		px.mu.Lock()
+		delete(px.sessions, phantom)
+		px.mu.Unlock()
+	}()
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if _, err := tg.Stat(ctx, "f"); err != nil {
+		t.Fatalf("stat after a refusal from a lagging count: %v", err)
+	}
+	if _, refused := px.counts(); refused == 0 {
+		t.Error("the proxy refused nothing: the test did not exercise the lagging count")
+	}
+	if _, _, allowed := tg.pool.stats(); allowed != 4 {
+		t.Errorf("pool allows %d connections after one lagging refusal, want all 4", allowed)
 	}
 }
