@@ -132,44 +132,6 @@ func withBig(t *testing.T, ref, mnt string) string {
 	return dir
 }
 
-// startRelayAt is startRelay on a given address, so a relay closed to play
-// a server that went down can come back where the mount looks for it.
-func startRelayAt(t *testing.T, at, to string) *relay {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	for i := 0; i < 50; i++ { // the old listener's port may linger a moment
-		if ln, err = net.Listen("tcp", at); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
-		t.Fatalf("relay on %s: %v", at, err)
-	}
-	r := &relay{ln: ln}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			s, err := net.Dial("tcp", to)
-			if err != nil {
-				c.Close()
-				continue
-			}
-			r.mu.Lock()
-			r.conns = append(r.conns, c, s)
-			r.mu.Unlock()
-			go func() { io.Copy(s, c); s.Close() }()
-			go func() { io.Copy(c, s); c.Close() }()
-		}
-	}()
-	t.Cleanup(r.close)
-	return r
-}
-
 // TestServerRestartMidUploads stops the server while tar extracts into
 // the mount, with uploads in flight: every session is cut and the server
 // stops listening. Tar finishes into the cache, the mount serves the whole

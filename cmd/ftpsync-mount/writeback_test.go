@@ -307,9 +307,23 @@ type relay struct {
 
 func startRelay(t *testing.T, to string) *relay {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startRelayAt(t, "127.0.0.1:0", to)
+}
+
+// startRelayAt is startRelay on a given address, so a relay closed to play
+// a server that went down can come back where the mount looks for it.
+func startRelayAt(t *testing.T, at, to string) *relay {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the old listener's port may linger a moment
+		if ln, err = net.Listen("tcp", at); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("relay on %s: %v", at, err)
 	}
 	r := &relay{ln: ln}
 	go func() {
