@@ -13,25 +13,20 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target/ftp"
+	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
 
 // TestReadTreeRealServers mounts the proftpd and vsftpd that
 // scripts/test-servers.sh runs on 127.0.0.1. Without them the test skips,
 // and fails under CI=true.
 func TestReadTreeRealServers(t *testing.T) {
-	for _, s := range []struct{ name, urlEnv, rootEnv string }{
-		{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"},
-		{"vsftpd", "FTPSYNC_TEST_VSFTPD_URL", "FTPSYNC_TEST_VSFTPD_ROOT"},
+	for _, s := range []struct{ name, env string }{
+		{"proftpd", "FTPSYNC_TEST_PROFTPD"},
+		{"vsftpd", "FTPSYNC_TEST_VSFTPD"},
 	} {
 		t.Run(s.name, func(t *testing.T) {
-			u, root, pw := os.Getenv(s.urlEnv), os.Getenv(s.rootEnv), os.Getenv("FTPSYNC_TEST_PASSWORD")
-			if u == "" || root == "" || pw == "" {
-				msg := fmt.Sprintf("%s, %s and FTPSYNC_TEST_PASSWORD not set; start the servers with scripts/test-servers.sh up", s.urlEnv, s.rootEnv)
-				if os.Getenv("CI") == "true" {
-					t.Fatal(msg)
-				}
-				t.Skip(msg)
-			}
+			v := targettest.NeedEnv(t, s.env+"_URL", s.env+"_ROOT", "FTPSYNC_TEST_PASSWORD")
+			u, root, pw := v[0], v[1], v[2]
 			sub := fmt.Sprintf("fs-test-%d", time.Now().UnixNano())
 			dir := filepath.Join(root, sub)
 			t.Cleanup(func() { os.RemoveAll(dir) })

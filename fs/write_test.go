@@ -163,19 +163,13 @@ printf 'a=1\nb=2\n' > conf && sed -i 's/b=2/b=3/' conf
 cp conf .conf.swp && echo saved >> .conf.swp && mv .conf.swp conf
 mv t moved && echo log >> moved/1
 `
-	for _, s := range []struct{ name, urlEnv, rootEnv string }{
-		{"proftpd", "FTPSYNC_TEST_PROFTPD_URL", "FTPSYNC_TEST_PROFTPD_ROOT"},
-		{"vsftpd", "FTPSYNC_TEST_VSFTPD_URL", "FTPSYNC_TEST_VSFTPD_ROOT"},
+	for _, s := range []struct{ name, env string }{
+		{"proftpd", "FTPSYNC_TEST_PROFTPD"},
+		{"vsftpd", "FTPSYNC_TEST_VSFTPD"},
 	} {
 		t.Run(s.name, func(t *testing.T) {
-			u, root, pw := os.Getenv(s.urlEnv), os.Getenv(s.rootEnv), os.Getenv("FTPSYNC_TEST_PASSWORD")
-			if u == "" || root == "" || pw == "" {
-				msg := fmt.Sprintf("%s, %s and FTPSYNC_TEST_PASSWORD not set; start the servers with scripts/test-servers.sh up", s.urlEnv, s.rootEnv)
-				if os.Getenv("CI") == "true" {
-					t.Fatal(msg)
-				}
-				t.Skip(msg)
-			}
+			v := targettest.NeedEnv(t, s.env+"_URL", s.env+"_ROOT", "FTPSYNC_TEST_PASSWORD")
+			u, root, pw := v[0], v[1], v[2]
 			sub := fmt.Sprintf("fs-write-%d", time.Now().UnixNano())
 			dir := filepath.Join(root, sub)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
