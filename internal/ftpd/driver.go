@@ -33,6 +33,17 @@ func (d *driver) realPath(p string) (string, error) {
 	return filepath.Join(d.root, filepath.FromSlash(clean)), nil
 }
 
+// lstat maps an FTP path under root and describes what is there, without
+// following a symlink.
+func (d *driver) lstat(p string) (string, os.FileInfo, error) {
+	rp, err := d.realPath(p)
+	if err != nil {
+		return "", nil, err
+	}
+	fi, err := os.Lstat(rp)
+	return rp, fi, err
+}
+
 // utcInfo reports times in UTC: MLSD and MDTM print FileInfo times as they
 // are, and the RFCs say UTC.
 type utcInfo struct{ os.FileInfo }
@@ -40,11 +51,7 @@ type utcInfo struct{ os.FileInfo }
 func (i utcInfo) ModTime() time.Time { return i.FileInfo.ModTime().UTC() }
 
 func (d *driver) Stat(_ *server.Context, p string) (os.FileInfo, error) {
-	rp, err := d.realPath(p)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := os.Lstat(rp)
+	_, fi, err := d.lstat(p)
 	if err != nil {
 		return nil, err
 	}
@@ -79,11 +86,7 @@ func (d *driver) ListDir(_ *server.Context, p string, cb func(os.FileInfo) error
 }
 
 func (d *driver) DeleteDir(_ *server.Context, p string) error {
-	rp, err := d.realPath(p)
-	if err != nil {
-		return err
-	}
-	fi, err := os.Lstat(rp)
+	rp, fi, err := d.lstat(p)
 	if err != nil {
 		return err
 	}
@@ -94,11 +97,7 @@ func (d *driver) DeleteDir(_ *server.Context, p string) error {
 }
 
 func (d *driver) DeleteFile(_ *server.Context, p string) error {
-	rp, err := d.realPath(p)
-	if err != nil {
-		return err
-	}
-	fi, err := os.Lstat(rp)
+	rp, fi, err := d.lstat(p)
 	if err != nil {
 		return err
 	}
@@ -196,11 +195,7 @@ func (d *driver) PutFile(ctx *server.Context, p string, data io.Reader, offset i
 
 // setModTime backs our MFMT command.
 func (d *driver) setModTime(p string, t time.Time) error {
-	rp, err := d.realPath(p)
-	if err != nil {
-		return err
-	}
-	fi, err := os.Lstat(rp)
+	rp, fi, err := d.lstat(p)
 	if err != nil {
 		return err
 	}
