@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,7 +27,7 @@ type badCase struct {
 	name string
 	args []string
 	code int
-	want string // in the one error line
+	want string // in the one error line; may use the placeholders too
 	env  map[string]string
 }
 
@@ -99,9 +101,9 @@ func runBad(t *testing.T, e *badEnv, c badCase) {
 			errLine = strings.TrimPrefix(l, "error: ")
 		}
 	}
-	if code != c.code || !strings.Contains(errLine, c.want) {
+	if want := e.replace.Replace(c.want); code != c.code || !strings.Contains(errLine, want) {
 		t.Errorf("ftpsync-mount %s: exit %d, message %q; want exit %d and a message with %q\n%s",
-			strings.Join(c.args, " "), code, errLine, c.code, c.want, out)
+			strings.Join(c.args, " "), code, errLine, c.code, want, out)
 	}
 	if strings.Contains(out, e.srv.Password) {
 		t.Errorf("the output holds the password:\n%s", out)
@@ -140,6 +142,25 @@ func TestBadInputUsage(t *testing.T) {
 		{"sync bad URL", []string{"sync", "$DIR/local", "ftp://u@127.0.0.1:0/"}, exitUsage, "port must be a number", nil},
 		{"demo extra argument", []string{"demo", "extra"}, exitUsage, "demo takes 0 argument(s)", nil},
 		{"demo unknown flag", []string{"demo", "--bogus"}, exitUsage, "unknown flag: --bogus", nil},
+		{"help unknown topic", []string{"help", "bogus"}, exitUsage, `help: no command "bogus"`, nil},
+		{"mount sftp no host", []string{"mount", "sftp:///site", "$DIR/mnt"}, exitUsage, "URL has no host", nil},
+		{"sync sftp bad port", []string{"sync", "$DIR/local", "sftp://u@127.0.0.1:99999/"}, exitUsage, "port must be a number", nil},
+		{"upload sftp tilde path", []string{"upload", "$DIR/local", "sftp://u@127.0.0.1/~/site"}, exitUsage, "starts with ~", nil},
+		{"unmount unknown flag", []string{"unmount", "--bogus", "$DIR/mnt"}, exitUsage, "unknown flag: --bogus", nil},
+		{"status two arguments", []string{"status", "$DIR/mnt", "$DIR"}, exitUsage, "status takes at most 1 argument(s), got 2", nil},
+		{"status unknown flag", []string{"status", "--bogus"}, exitUsage, "unknown flag: --bogus", nil},
+		{"flush no argument", []string{"flush"}, exitUsage, "flush takes 1 argument(s), got 0", nil},
+		{"flush two arguments", []string{"flush", "$DIR/mnt", "$DIR"}, exitUsage, "got 2", nil},
+		{"sync unknown flag", []string{"sync", "--bogus", "$DIR/local", "$URL"}, exitUsage, "unknown flag: --bogus", nil},
+		{"run two tasks", []string{"run", "a", "b"}, exitUsage, "run takes at most 1 argument(s), got 2", nil},
+		{"run unknown flag", []string{"run", "--bogus"}, exitUsage, "unknown flag: --bogus", nil},
+		{"completion no shell", []string{"completion"}, exitUsage, "completion takes 1 argument(s), got 0", nil},
+		{"completion unknown shell", []string{"completion", "tcsh"}, exitUsage, `unknown shell "tcsh"`, nil},
+		{"man no folder", []string{"man"}, exitUsage, "man takes 1 argument(s), got 0", nil},
+		{"mount-helper no arguments", []string{"mount-helper"}, exitUsage, "takes REMOTE MOUNTPOINT, got 0", nil},
+		{"mount-helper unknown option", []string{"mount-helper", "$URL", "$DIR/mnt", "-x"}, exitUsage, "unknown option -x", nil},
+		{"mount-helper -o without value", []string{"mount-helper", "$URL", "$DIR/mnt", "-o"}, exitUsage, "-o needs a value", nil},
+		{"mount-helper unknown mount option", []string{"mount-helper", "$URL", "$DIR/mnt", "-o", "rw,cache_sise=1G"}, exitUsage, `unknown mount option "cache_sise=1G"`, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) { runBad(t, e, c) })
 	}
@@ -153,6 +174,9 @@ func TestBadInputFailures(t *testing.T) {
 		{"serve bad address", []string{"serve", "--addr", "nohostport", "$DIR"}, exitFailure, "use HOST:PORT", nil},
 		{"mount point missing", []string{"mount", "$URL", "$DIR/missing"}, exitFailure, "must be an existing directory", nil},
 		{"mount point is a file", []string{"mount", "$URL", "$DIR/file"}, exitFailure, "must be an existing directory", nil},
+		{"mount point not empty", []string{"mount", "$URL", "$DIR/nonempty"}, exitFailure,
+			"mount point $DIR/nonempty is not empty, and mounting there would hide its files until the unmount: choose an empty folder, or pass --allow-non-empty", nil},
+		{"mount cache dir is a file", []string{"mount", "--cache-dir", "$DIR/file", "$URL", "$DIR/mnt"}, exitFailure, "give a folder you can write to with --cache-dir", nil},
 		{"mount cache dir under a file", []string{"mount", "--cache-dir", "$DIR/file/cache", "$URL", "$DIR/mnt"}, exitFailure, "create cache directory", nil},
 		{"mount wrong password", []string{"mount", "--cache-dir", "$DIR/c1", "$URL", "$DIR/mnt"}, exitFailure, "check the password",
 			map[string]string{"FTPSYNC_PASSWORD": "wrong"}},
@@ -166,6 +190,15 @@ func TestBadInputFailures(t *testing.T) {
 		{"unmount not a mount point", []string{"unmount", "$DIR/mnt"}, exitFailure, "is not an ftpsync-mount mount point", nil},
 		{"unmount someone else's mount", []string{"unmount", "/proc"}, exitFailure, "is not an ftpsync-mount mount point", nil},
 		{"unmount missing path", []string{"unmount", "$DIR/missing"}, exitFailure, "is not an ftpsync-mount mount point", nil},
+		{"status not a mount point", []string{"status", "$DIR/mnt"}, exitFailure, "$DIR/mnt is not an ftpsync-mount mount point", nil},
+		{"status missing path", []string{"status", "$DIR/missing"}, exitFailure, "is not an ftpsync-mount mount point", nil},
+		{"status someone else's mount", []string{"status", "/proc"}, exitFailure, "/proc is not an ftpsync-mount mount point", nil},
+		{"flush not a mount point", []string{"flush", "$DIR/mnt"}, exitFailure, "$DIR/mnt is not an ftpsync-mount mount point", nil},
+		{"flush someone else's mount", []string{"flush", "/proc"}, exitFailure, "/proc is not an ftpsync-mount mount point", nil},
+		{"man folder under a file", []string{"man", "$DIR/file/man"}, exitFailure, "not a directory", nil},
+		{"sync sftp refused connection", []string{"sync", "--state-dir", "$DIR/s5", "$DIR/local", "sftp://$USER@$CLOSED/"}, exitFailure, "connection refused", nil},
+		{"mount sftp silent host", []string{"mount", "--timeout", "300ms", "--cache-dir", "$DIR/c6", "sftp://$USER@$SILENT/", "$DIR/mnt"}, exitFailure, "within 300ms", nil},
+		{"download sftp missing identity file", []string{"download", "--identity", "$DIR/missing", "--state-dir", "$DIR/s6", "$DIR/local", "sftp://$USER@$CLOSED/"}, exitFailure, "$DIR/missing", nil},
 		{"sync missing local folder", []string{"sync", "$DIR/missing", "$URL"}, exitFailure, "does not exist", nil},
 		{"upload local side is a file", []string{"upload", "$DIR/file", "$URL"}, exitFailure, "is not a folder", nil},
 		{"sync state dir under a file", []string{"sync", "--state-dir", "$DIR/file/state", "$DIR/local", "$URL"}, exitFailure, "state folder", nil},
@@ -192,4 +225,101 @@ func TestBadInputCacheInUse(t *testing.T) {
 	defer c.Close()
 	runBad(t, e, badCase{"cache dir in use", []string{"mount", "--cache-dir", "$DIR/cache", "$URL", "$DIR/mnt"}, exitFailure,
 		"cache directory is in use by another ftpsync-mount process", nil})
+}
+
+// TestBadInputMountedMountpoint: a mount point where something is mounted
+// already is refused, ours even with --allow-non-empty; status and flush
+// of a read-only mount say that it has no queue.
+func TestBadInputMountedMountpoint(t *testing.T) {
+	e := newBadEnv(t)
+	t.Setenv("FTPSYNC_PASSWORD", e.srv.Password)
+	ours := filepath.Join(e.dir, "ours")
+	if err := os.Mkdir(ours, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	mf := &mountFlags{cacheDir: filepath.Join(e.dir, "cache-ours"), cacheMaxSize: "0", dirCacheTime: time.Minute, readOnly: true}
+	mf.target.connections, mf.target.timeout = 1, 5*time.Second
+	stop := mountInProcess(t, mf, e.urlOK, ours)
+	defer stop()
+	other := tmpfsDir(t, "1m") // someone else's mount, empty
+	for _, c := range []badCase{
+		{"mount on our mount", []string{"mount", "--cache-dir", "$DIR/c1", "$URL", "$DIR/ours"}, exitFailure,
+			"mount point $DIR/ours is already an ftpsync-mount mount of", nil},
+		{"mount --allow-non-empty on our mount", []string{"mount", "--allow-non-empty", "--cache-dir", "$DIR/c2", "$URL", "$DIR/ours"}, exitFailure,
+			"unmount it first with 'ftpsync-mount unmount $DIR/ours', or choose another folder", nil},
+		{"mount on someone else's mount", []string{"mount", "--cache-dir", "$DIR/c3", "$URL", other}, exitFailure,
+			"mount point " + other + " is already a mount point (tmpfs tmpfs) and mounting there would hide it: unmount it first, or choose another folder (--allow-non-empty", nil},
+		{"status of a read-only mount", []string{"status", "$DIR/ours"}, exitFailure, "$DIR/ours is a read-only ftpsync-mount mount", nil},
+		{"flush of a read-only mount", []string{"flush", "$DIR/ours"}, exitFailure, "$DIR/ours is a read-only ftpsync-mount mount", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) { runBad(t, e, c) })
+	}
+	if ok, err := isOurMount(other); ok || err != nil {
+		t.Errorf("isOurMount(%s) = %v, %v after the refusal", other, ok, err)
+	}
+}
+
+// TestBadInputUnwritableFolders puts the cache and the state folder on a
+// read-only filesystem, which refuses even root.
+func TestBadInputUnwritableFolders(t *testing.T) {
+	e := newBadEnv(t)
+	ro := tmpfsDir(t, "1m")
+	if err := os.Mkdir(filepath.Join(ro, "made"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("mount", "-o", "remount,ro", ro).CombinedOutput(); err != nil {
+		t.Fatalf("remount read-only: %v: %s", err, out)
+	}
+	for _, c := range []badCase{
+		{"mount cache dir on a read-only filesystem", []string{"mount", "--cache-dir", ro + "/cache", "$URL", "$DIR/mnt"}, exitFailure,
+			"read-only file system: give a folder you can write to with --cache-dir", nil},
+		{"mount existing cache dir on a read-only filesystem", []string{"mount", "--cache-dir", ro + "/made", "$URL", "$DIR/mnt"}, exitFailure,
+			"read-only file system: give a folder you can write to with --cache-dir", nil},
+		{"sync state dir on a read-only filesystem", []string{"sync", "--state-dir", ro + "/state", "$DIR/local", "$URL"}, exitFailure,
+			"read-only file system: give a folder you can write to with --state-dir", nil},
+	} {
+		t.Run(c.name, func(t *testing.T) { runBad(t, e, c) })
+	}
+	// A dry run writes nothing, so an empty state folder it cannot write
+	// to is no error: there is no state yet.
+	t.Setenv("FTPSYNC_PASSWORD", e.srv.Password)
+	code, out := runCLI(t, t.Context(), "sync", "--dry-run", "--state-dir", ro+"/made", e.dir+"/local", e.urlOK)
+	if code != exitOK {
+		t.Errorf("dry run with an empty read-only state folder: exit %d\n%s", code, out)
+	}
+}
+
+// TestMountAllowNonEmpty mounts over a folder with a file in it and over
+// someone else's mount: the server's files show, the folder's own are
+// hidden until the unmount and then back, untouched.
+func TestMountAllowNonEmpty(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	t.Setenv("FTPSYNC_PASSWORD", srv.Password)
+	if err := os.WriteFile(filepath.Join(srv.Root, "remote.txt"), []byte("from the server"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, under := range []struct{ name, dir string }{{"folder", t.TempDir()}, {"tmpfs", tmpfsDir(t, "1m")}} {
+		t.Run(under.name, func(t *testing.T) {
+			hidden := filepath.Join(under.dir, "hidden.txt")
+			if err := os.WriteFile(hidden, []byte("mine"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			mf := &mountFlags{cacheDir: t.TempDir(), cacheMaxSize: "0", dirCacheTime: time.Minute, nonEmpty: true}
+			mf.target.connections, mf.target.timeout = 2, 5*time.Second
+			stop := mountInProcess(t, mf, srv.URL(), under.dir)
+			if got, err := os.ReadFile(filepath.Join(under.dir, "remote.txt")); err != nil || string(got) != "from the server" {
+				t.Errorf("read through the mount: %q, %v", got, err)
+			}
+			if _, err := os.Stat(hidden); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the folder's own file shows through the mount: %v", err)
+			}
+			stop()
+			if got, err := os.ReadFile(hidden); err != nil || string(got) != "mine" {
+				t.Errorf("after the unmount the folder's file is %q, %v", got, err)
+			}
+			if _, err := os.Stat(filepath.Join(srv.Root, "hidden.txt")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("the hidden file reached the server: %v", err)
+			}
+		})
+	}
 }

@@ -229,6 +229,11 @@ func askControl(mountpoint, op string, each func(controlReply) error) error {
 // whose process hangs or died would hang the read forever, so it is given
 // a few seconds (the stuck read is abandoned; the command exits anyway).
 func controlSocketOf(mountpoint string) (string, error) {
+	if ours, err := isOurMount(mountpoint); err != nil {
+		return "", err
+	} else if !ours {
+		return "", fmt.Errorf("%s is not an ftpsync-mount mount point", mountpoint)
+	}
 	type result struct {
 		s   string
 		err error
@@ -245,8 +250,11 @@ func controlSocketOf(mountpoint string) (string, error) {
 	}()
 	select {
 	case r := <-ch:
+		if errors.Is(r.err, syscall.ENODATA) {
+			return "", fmt.Errorf("%s is a read-only ftpsync-mount mount: it has no upload queue to show or flush", mountpoint)
+		}
 		if r.err != nil {
-			return "", fmt.Errorf("%s: not a writable ftpsync-mount mount point (%w)", mountpoint, r.err)
+			return "", fmt.Errorf("%s: ask the mount where its status socket is: %w", mountpoint, r.err)
 		}
 		return r.s, nil
 	case <-time.After(controlTimeout):

@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"syscall"
 
@@ -51,4 +52,16 @@ func isUsageError(err error) bool {
 		}
 	}
 	return false
+}
+
+// unwritableHint adds what to do to an error about a folder we must write
+// in (the cache or the state folder) that the system refused: flag names
+// the option that picks another.
+func unwritableHint(err error, flag string) error {
+	for _, e := range []syscall.Errno{syscall.EACCES, syscall.EPERM, syscall.EROFS, syscall.ENOTDIR} {
+		if errors.Is(err, e) {
+			return fmt.Errorf("%w: give a folder you can write to with %s", err, flag)
+		}
+	}
+	return err
 }

@@ -41,6 +41,7 @@ type mountFlags struct {
 	dirCacheTime time.Duration
 	readOnly     bool
 	allowOther   bool
+	nonEmpty     bool // --allow-non-empty
 	daemon       bool
 	writeBack    time.Duration
 	transfers    int
@@ -76,6 +77,11 @@ NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 		Args: exactArgs(2, "ftpsync-mount mount REMOTE MOUNTPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if mf.daemon && os.Getenv(daemonEnv) == "" {
+				// Refuse what cannot work here, so that the exit status
+				// says what kind of error it was.
+				if _, err := mf.check(); err != nil {
+					return err
+				}
 				return startDaemon(cmd, args)
 			}
 			ready, err := readyPipe()
@@ -102,6 +108,7 @@ NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 	f.BoolVar(&mf.appendUpload, "append-uploads", false, "upload a file that only grew by appending the new part (others can then see it grow)")
 	f.StringVar(&mf.fsync, "fsync", "local", "what fsync waits for: local (the cache on disk) or upload (the server; EIO if it cannot get there)")
 	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
+	f.BoolVar(&mf.nonEmpty, "allow-non-empty", false, "mount on a folder that is not empty, or where something else is mounted, hiding what is there until the unmount")
 	f.BoolVar(&mf.daemon, "daemon", false, "run in the background once the mount is ready")
 	return cmd
 }
@@ -117,22 +124,16 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(mountMemoryLimit)
 	}
-	maxSize, err := parseSize(mf.cacheMaxSize)
+	maxSize, err := mf.check()
 	if err != nil {
-		return &usageError{msg: fmt.Sprintf("--cache-max-size: %v", err)}
-	}
-	if mf.fsync != "" && mf.fsync != "local" && mf.fsync != "upload" {
-		return &usageError{msg: fmt.Sprintf("--fsync %q: use local or upload", mf.fsync)}
-	}
-	if mf.transfers < 0 {
-		return &usageError{msg: "--transfers must be at least 1"}
+		return err
 	}
 	mp, err := filepath.Abs(mountpoint)
 	if err != nil {
 		return fmt.Errorf("mount point %s: %w", mountpoint, err)
 	}
-	if st, err := os.Stat(mp); err != nil || !st.IsDir() {
-		return fmt.Errorf("mount point %s must be an existing directory (create it with mkdir)", mountpoint)
+	if err := checkMountpoint(mountpoint, mp, mf.nonEmpty); err != nil {
+		return err
 	}
 	if ctx == nil {
 		ctx = context.Background()
@@ -153,7 +154,7 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	}
 	c, err := cache.Open(cache.Options{Dir: dir, MaxSize: maxSize, Log: g.log})
 	if err != nil {
-		return err
+		return unwritableHint(err, "--cache-dir")
 	}
 	defer c.Close()
 	mountGauges(reg, c)
@@ -255,6 +256,22 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 		ctrl.close()
 	}
 	return err
+}
+
+// check refuses flag values that cannot work, as usage errors, and
+// returns the cache size limit.
+func (mf *mountFlags) check() (maxSize int64, err error) {
+	maxSize, err = parseSize(mf.cacheMaxSize)
+	if err != nil {
+		return 0, &usageError{msg: fmt.Sprintf("--cache-max-size: %v", err)}
+	}
+	if mf.fsync != "" && mf.fsync != "local" && mf.fsync != "upload" {
+		return 0, &usageError{msg: fmt.Sprintf("--fsync %q: use local or upload", mf.fsync)}
+	}
+	if mf.transfers < 0 {
+		return 0, &usageError{msg: "--transfers must be at least 1"}
+	}
+	return maxSize, nil
 }
 
 // finalFlush is the outcome of the flush at exit, for an unmount request
@@ -485,44 +502,6 @@ queued and is uploaded by the next mount of the same cache.`,
 			return nil
 		},
 	}
-}
-
-// isOurMount looks the mount point up in /proc/self/mountinfo.
-func isOurMount(mp string) (bool, error) {
-	data, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false, fmt.Errorf("read the mount table: %w", err)
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		fields := strings.Fields(line)
-		// mount ID, parent, dev, root, mount point, options, [optional...], "-", fstype, ...
-		if len(fields) < 7 || unescapeMountinfo(fields[4]) != mp {
-			continue
-		}
-		for i := 6; i+1 < len(fields); i++ {
-			if fields[i] == "-" {
-				return fields[i+1] == "fuse.ftpsync", nil
-			}
-		}
-	}
-	return false, nil
-}
-
-// unescapeMountinfo undoes the octal escapes (\040 for a space) the kernel
-// uses in mountinfo.
-func unescapeMountinfo(s string) string {
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }
 
 // unmount asks the kernel to unmount; the mount process sees it and exits.

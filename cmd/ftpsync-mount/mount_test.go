@@ -9,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -231,6 +233,24 @@ func TestMountDaemonAndUnmount(t *testing.T) {
 	if err == nil || !strings.Contains(out, "must be an existing directory") {
 		t.Fatalf("daemon mount on a missing directory: %v\n%s", err, out)
 	}
+	// The background mount refuses as the foreground one does, with the
+	// same exit status: 2 for a bad flag (checked before the fork), 1 for a
+	// mount point that is not empty (found by the child).
+	nonEmpty := t.TempDir()
+	os.WriteFile(filepath.Join(nonEmpty, "x"), []byte("x"), 0o644)
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--cache-max-size", "lots", srv.URL(), mnt}, exitUsage, "is not a size"},
+		{[]string{srv.URL(), nonEmpty}, exitFailure, "mount point " + nonEmpty + " is not empty"},
+	} {
+		out, err := run(append([]string{"mount", "--daemon", "--cache-dir", t.TempDir()}, c.args...)...)
+		if code := exitCodeOf(err); code != c.code || !strings.Contains(out, c.want) {
+			t.Errorf("mount --daemon %s: exit %d, want %d and %q\n%s", strings.Join(c.args, " "), code, c.code, c.want, out)
+		}
+	}
 	out, err = run("mount", "--daemon", "--cache-dir", cacheDir, srv.URL(), mnt)
 	if err != nil {
 		t.Fatalf("mount --daemon: %v\n%s", err, out)
@@ -261,6 +281,11 @@ func TestMountDaemonAndUnmount(t *testing.T) {
 	if err == nil || !strings.Contains(out, "in use by another ftpsync-mount process") {
 		t.Fatalf("second mount of the cache: %v\n%s", err, out)
 	}
+	// So does a second mount on the same mount point.
+	out, err = run("mount", "--daemon", "--cache-dir", t.TempDir(), srv.URL(), mnt)
+	if exitCodeOf(err) != exitFailure || !strings.Contains(out, "is already an ftpsync-mount mount of") {
+		t.Fatalf("second mount on the mount point: %v\n%s", err, out)
+	}
 	if out, err := run("unmount", mnt); err != nil {
 		t.Fatalf("unmount: %v\n%s", err, out)
 	}
@@ -270,4 +295,42 @@ func TestMountDaemonAndUnmount(t *testing.T) {
 	if out, err := run("unmount", mnt); err == nil || !strings.Contains(out, "not an ftpsync-mount mount point") {
 		t.Fatalf("unmount of a plain directory: %v\n%s", err, out)
 	}
+
+	// A mount whose process was killed stays in the table, dead: a new
+	// mount there is refused with what to do, and doing it frees the
+	// mount point.
+	out, err = run("mount", "--daemon", "--cache-dir", cacheDir, srv.URL(), mnt)
+	m := regexp.MustCompile(`\(pid (\d+)\)`).FindStringSubmatch(out)
+	if err != nil || m == nil {
+		t.Fatalf("mount --daemon: %v\n%s", err, out)
+	}
+	pid, _ := strconv.Atoi(m[1])
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	if !waitExit(pid, 10*time.Second) {
+		t.Fatalf("the mount process %d outlived SIGKILL", pid)
+	}
+	out, err = run("mount", "--daemon", "--cache-dir", cacheDir, srv.URL(), mnt)
+	if exitCodeOf(err) != exitFailure || !strings.Contains(out, "its mount process has ended; detach it with 'ftpsync-mount unmount "+mnt+"'") {
+		t.Fatalf("mount on a dead mount: %v\n%s", err, out)
+	}
+	if out, err := run("unmount", mnt); err != nil {
+		t.Fatalf("unmount of the dead mount: %v\n%s", err, out)
+	}
+	if ok, _ := isOurMount(mnt); ok {
+		t.Fatal("the dead mount is still there after unmount")
+	}
+}
+
+// exitCodeOf is the exit status of a finished command.
+func exitCodeOf(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

@@ -60,9 +60,12 @@ var valueMountOptions = map[string]string{
 	"config": "config", "metrics_addr": "metrics-addr",
 }
 
-// boolMountOptions map bare options to flags.
+// boolMountOptions map bare options to flags. nonempty is FUSE 2's name
+// for mounting over a folder that is not empty, which fstab lines written
+// for sshfs or curlftpfs carry; mount.fuse3 passes it on.
 var boolMountOptions = map[string]string{
 	"ro": "read-only", "allow_other": "allow-other", "insecure_skip_verify": "insecure-skip-verify",
+	"nonempty": "allow-non-empty", "allow_non_empty": "allow-non-empty",
 }
 
 // mountOptionFlags translates a -o list into mount flags. Options of the
@@ -110,12 +113,18 @@ func knownMountOptions() string {
 type helperCall struct {
 	source, mountpoint string
 	opts               []string // the -o lists, in order
+	global             []string // --log-level, --log-file and --config, as --NAME=VALUE
 	verbose            bool
 }
 
+// helperGlobalFlags are the root's flags, which mount-helper takes itself
+// since it parses its own command line.
+var helperGlobalFlags = map[string]bool{"--log-level": true, "--log-file": true, "--config": true}
+
 // parseHelperArgs reads SOURCE MOUNTPOINT [-o OPTS] [-t TYPE] [-v] [-n]
 // [-s] [-f] [-r] [-w], the form mount(8) uses for every helper, in any
-// order; -t names our own type and -n -s -f concern mount itself.
+// order; -t names our own type and -n -s -f concern mount itself. The
+// global flags (ftpsync-mount --log-level debug mount-helper ...) pass on.
 func parseHelperArgs(args []string) (*helperCall, error) {
 	h := &helperCall{}
 	var pos []string
@@ -135,6 +144,17 @@ func parseHelperArgs(args []string) (*helperCall, error) {
 		case "-r":
 			h.opts = append(h.opts, "ro")
 		default:
+			if name, val, hasVal := strings.Cut(a, "="); helperGlobalFlags[name] {
+				if !hasVal {
+					if i+1 == len(args) {
+						return nil, &usageError{msg: a + " needs a value"}
+					}
+					i++
+					val = args[i]
+				}
+				h.global = append(h.global, name+"="+val)
+				continue
+			}
 			if strings.HasPrefix(a, "-o") && len(a) > 2 {
 				h.opts = append(h.opts, a[2:])
 				continue
@@ -154,7 +174,7 @@ func parseHelperArgs(args []string) (*helperCall, error) {
 
 // mountArgs is the mount command line the helper runs.
 func (h *helperCall) mountArgs() ([]string, error) {
-	argv := []string{"mount", "--daemon"}
+	argv := append([]string{"mount", "--daemon"}, h.global...)
 	for _, o := range h.opts {
 		flags, err := mountOptionFlags(o)
 		if err != nil {
@@ -179,6 +199,7 @@ Options (-o, comma-separated) map to mount's flags:
   cache_dir=DIR  cache_max_size=SIZE  connections=N  password_file=FILE
   ca_file=FILE  timeout=DURATION  dir_cache_time=DURATION  log_file=FILE
   log_level=LEVEL  config=FILE  ro  allow_other  insecure_skip_verify
+  nonempty (or allow_non_empty: mount over a folder that is not empty)
 Generic options (rw, dev, suid, exec, auto, noauto, nofail, _netdev, user,
 users, x-systemd.*, ...) are accepted and ignored. In /etc/fstab:
 

@@ -36,13 +36,15 @@ func TestHelperArgs(t *testing.T) {
 func TestMountOptionFlags(t *testing.T) {
 	got, err := mountOptionFlags("rw,nodev,nosuid,_netdev,nofail,noauto,user,users,x-systemd.automount,x-systemd.mount-timeout=30," +
 		"cache_dir=/var/cache/site,cache-max-size=10G,connections=3,password_file=/etc/p,allow_other,ro," +
-		"dir_cache_time=1m,log_file=/var/log/site.log,log_level=debug,timeout=10s,ca_file=/etc/ca.pem,insecure_skip_verify,config=/etc/c.yaml,comment=x")
+		"dir_cache_time=1m,log_file=/var/log/site.log,log_level=debug,timeout=10s,ca_file=/etc/ca.pem,insecure_skip_verify,config=/etc/c.yaml,comment=x," +
+		"nonempty,allow-non-empty")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []string{"--cache-dir=/var/cache/site", "--cache-max-size=10G", "--connections=3", "--password-file=/etc/p",
 		"--allow-other", "--read-only", "--dir-cache-time=1m", "--log-file=/var/log/site.log", "--log-level=debug",
-		"--timeout=10s", "--ca-file=/etc/ca.pem", "--insecure-skip-verify", "--config=/etc/c.yaml"}
+		"--timeout=10s", "--ca-file=/etc/ca.pem", "--insecure-skip-verify", "--config=/etc/c.yaml",
+		"--allow-non-empty", "--allow-non-empty"}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("flags =\n%q\nwant\n%q", got, want)
 	}
@@ -59,7 +61,7 @@ func TestMountOptionFlags(t *testing.T) {
 }
 
 func TestParseHelperArgs(t *testing.T) {
-	h, err := parseHelperArgs([]string{"site", "/mnt", "-o", "rw,connections=2", "-t", "ftpsync-mount", "-n", "-v", "-r", "-ocache_max_size=1G"})
+	h, err := parseHelperArgs([]string{"--log-level", "debug", "site", "/mnt", "-o", "rw,connections=2,nonempty", "-t", "ftpsync-mount", "-n", "-v", "-r", "-ocache_max_size=1G", "--config=/etc/c.yaml"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,11 +69,11 @@ func TestParseHelperArgs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"mount", "--daemon", "--connections=2", "--read-only", "--cache-max-size=1G", "--", "site", "/mnt"}
+	want := []string{"mount", "--daemon", "--log-level=debug", "--config=/etc/c.yaml", "--connections=2", "--allow-non-empty", "--read-only", "--cache-max-size=1G", "--", "site", "/mnt"}
 	if !reflect.DeepEqual(got, want) || !h.verbose {
 		t.Errorf("mountArgs = %q (verbose %v), want %q", got, h.verbose, want)
 	}
-	for _, bad := range [][]string{{"site"}, {"a", "b", "c"}, {"a", "b", "-o"}, {"a", "b", "-x"}} {
+	for _, bad := range [][]string{{"site"}, {"a", "b", "c"}, {"a", "b", "-o"}, {"a", "b", "-x"}, {"a", "b", "--log-level"}, {"a", "b", "--bogus=1"}} {
 		if _, err := parseHelperArgs(bad); err == nil {
 			t.Errorf("parseHelperArgs(%q) accepted", bad)
 		}
@@ -113,8 +115,16 @@ func TestMountFstabStyle(t *testing.T) {
 	if err == nil || !strings.Contains(out, "chache_dir") {
 		t.Fatalf("mount with a misspelt option: %v\n%s", err, out)
 	}
+	// A mount point that is not empty is refused, unless the fstab line
+	// says nonempty (FUSE 2's option, which mount.fuse3 passes on).
+	hidden := filepath.Join(mnt, "hidden")
+	writeConfig(t, hidden, "mine")
 	opts := "rw,nodev,nosuid,_netdev,x-systemd.automount,config=" + cfg + ",password_file=" + pass + ",cache_dir=" + cacheDir + ",ro"
-	if out, err := run(helper, "site", mnt, "-o", opts, "-t", "fuse.ftpsync-mount"); err != nil {
+	out, err = run(helper, "site", mnt, "-o", opts, "-t", "fuse.ftpsync-mount")
+	if err == nil || !strings.Contains(out, "mount point "+mnt+" is not empty") || !strings.Contains(out, "-o nonempty") {
+		t.Fatalf("mount on a folder that is not empty: %v\n%s", err, out)
+	}
+	if out, err := run(helper, "site", mnt, "-o", opts+",nonempty", "-t", "fuse.ftpsync-mount"); err != nil {
 		t.Fatalf("mount.fuse3 -t fuse.ftpsync-mount: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { run(bin, "unmount", mnt) })
@@ -127,6 +137,9 @@ func TestMountFstabStyle(t *testing.T) {
 	}
 	if out, err := run(bin, "unmount", mnt); err != nil {
 		t.Fatalf("unmount: %v\n%s", err, out)
+	}
+	if got, err := os.ReadFile(hidden); err != nil || string(got) != "mine" {
+		t.Fatalf("the mount point's own file after the unmount: %q, %v", got, err)
 	}
 }
 

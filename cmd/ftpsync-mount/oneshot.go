@@ -232,9 +232,12 @@ func (o *oneshotOptions) openStore(g *globalOptions, local, remote target.Target
 		}
 	}
 	if !o.dryRun {
-		return sync.OpenStore(dir, local.ID(), remote.ID(), g.log)
+		st, err := sync.OpenStore(dir, local.ID(), remote.ID(), g.log)
+		return st, unwritableHint(err, "--state-dir")
 	}
-	if _, err := os.Stat(dir); errors.Is(err, fs.ErrNotExist) {
+	// A folder made for the state (mkdir, or a --state-dir of a task)
+	// holds none yet, as a missing one.
+	if empty, err := isEmptyDir(dir); errors.Is(err, fs.ErrNotExist) || empty {
 		return nil, nil
 	}
 	st, err := sync.OpenStoreReadOnly(dir, local.ID(), remote.ID(), g.log)

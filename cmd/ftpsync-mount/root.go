@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -69,7 +70,29 @@ Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 		newCompletionCmd(),
 		newManCmd(),
 	)
+	strictHelp(root)
 	return root
+}
+
+// strictHelp makes 'help TOPIC' fail as a usage error when no command is
+// called TOPIC; cobra's own prints the usage and exits 0, which tells a
+// script that all went well.
+func strictHelp(root *cobra.Command) {
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() != "help" || c.Run == nil {
+			continue
+		}
+		show := c.Run
+		c.Run = nil
+		c.RunE = func(c *cobra.Command, args []string) error {
+			if found, _, err := c.Root().Find(args); found == nil || err != nil {
+				return &usageError{msg: fmt.Sprintf("help: no command %q; 'ftpsync-mount help' lists them", strings.Join(args, " "))}
+			}
+			show(c, args)
+			return nil
+		}
+	}
 }
 
 // setupLog builds the one logger every layer receives.

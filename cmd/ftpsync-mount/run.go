@@ -46,7 +46,7 @@ either file: use FTPSYNC_PASSWORD, ~/.netrc or password-file.`,
   ftpsync-mount run deploy --dry-run
   ftpsync-mount run --list
   ftpsync-mount --config ./ftp.yaml run nightly -q`,
-		Args: cobra.MaximumNArgs(1),
+		Args: maxArgs(1, "ftpsync-mount run [TASK] [--dry-run]"),
 		ValidArgsFunction: func(c *cobra.Command, args []string, toComplete string) ([]string, cobra.ShellCompDirective) {
 			if len(args) > 0 {
 				return nil, cobra.ShellCompDirectiveNoFileComp

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -159,15 +158,9 @@ func ourMounts() ([]string, error) {
 		return nil, err
 	}
 	var out []string
-	for _, line := range strings.Split(data, "\n") {
-		fields := strings.Fields(line)
-		for i := 6; i+1 < len(fields); i++ {
-			if fields[i] == "-" {
-				if fields[i+1] == "fuse.ftpsync" {
-					out = append(out, unescapeMountinfo(fields[4]))
-				}
-				break
-			}
+	for _, e := range parseMountinfo(data) {
+		if e.fstype == ourFsType {
+			out = append(out, e.point)
 		}
 	}
 	return out, nil

@@ -70,6 +70,12 @@ func openTarget(ctx context.Context, g *globalOptions, t *targetFlags, spec stri
 		return nil, &usageError{msg: fmt.Sprintf("--connections %d: must be at least 1", t.connections)}
 	}
 	if strings.HasPrefix(strings.ToLower(spec), "sftp:") {
+		// A URL as typed that cannot work is a usage error, as for ftp://
+		// (whose errors match ftp.ErrBadURL); the message never holds the
+		// password.
+		if _, err := sftp.ParseURL(spec); err != nil {
+			return nil, &usageError{msg: err.Error()}
+		}
 		tg, err := sftp.New(ctx, sftp.Options{URL: spec, PasswordFile: t.passwordFile, IdentityFile: t.identity,
 			KnownHostsFile: t.knownHosts, Connections: t.connections, Timeout: t.timeout, Log: g.log})
 		if err != nil {
