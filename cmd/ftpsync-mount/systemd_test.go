@@ -482,13 +482,14 @@ func TestSystemdUnitStartStop(t *testing.T) {
 		exec.Command("umount", "-l", mp).Run()
 	})
 
-	msg, pid, err := notify.receive(time.Now().Add(20 * time.Second))
+	// systemd's default TimeoutStartSec, which the unit keeps.
+	msg, pid, err := notify.receive(time.Now().Add(90 * time.Second))
 	if err != nil {
 		select {
 		case werr := <-exited:
 			t.Fatalf("ExecStart %q ended (%v) without READY=1:\n%s", argv, werr, mainOut.String())
 		default:
-			t.Fatalf("no READY=1 within 20s: %v\n%s", err, mainOut.String())
+			t.Fatalf("no READY=1 within 90s: %v\n%s", err, mainOut.String())
 		}
 	}
 	if msg != "READY=1" || pid != main.Process.Pid {
