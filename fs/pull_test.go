@@ -14,6 +14,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
+
 	"github.com/ftpsync-mount/ftpsync-mount/target/ftp"
 	"github.com/ftpsync-mount/ftpsync-mount/target/targettest"
 )
@@ -234,5 +236,37 @@ func TestSyncStateXattr(t *testing.T) {
 	}
 	if err := wantContent(p, "server's"); err != nil {
 		t.Error(err)
+	}
+}
+
+// A file held open (tail -f) reads what the server appended once the mount
+// saw the change: the kernel drops its cached pages and size.
+func TestOpenFileSeesServerAppend(t *testing.T) {
+	m := mount(t, mountOpts{})
+	writeTreeAt(t, m.serverDir, map[string][]byte{"app.log": []byte("one\n")}, time.Now().Add(-time.Hour))
+	f, err := os.Open(filepath.Join(m.dir, "app.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if b, err := io.ReadAll(f); err != nil || string(b) != "one\n" {
+		t.Fatalf("first read: %q, %v", b, err)
+	}
+	lf, err := os.OpenFile(filepath.Join(m.serverDir, "app.log"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf.WriteString("two\n")
+	lf.Close()
+	if _, err := m.lister.RefreshTree(t.Context(), cache.RootIno, false); err != nil {
+		t.Fatal(err)
+	}
+	m.notifier.Sync(5 * time.Second)
+	st, err := f.Stat()
+	if err != nil || st.Size() != int64(len("one\ntwo\n")) {
+		t.Fatalf("fstat of the open file after the server appended: %v, %v", st.Size(), err)
+	}
+	if b, err := io.ReadAll(f); err != nil || string(b) != "two\n" {
+		t.Fatalf("reading on from the old end: %q, %v", b, err)
 	}
 }
