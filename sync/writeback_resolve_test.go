@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -238,5 +239,39 @@ func TestWritebackRemakesDeletedFolder(t *testing.T) {
 	e.flush()
 	if got := e.serverFile("d/sub/f"); got != "v2" {
 		t.Fatalf("d/sub/f on the server = %q", got)
+	}
+}
+
+// FileState tells a running upload and one whose last attempt failed.
+func TestWritebackFileState(t *testing.T) {
+	e := newWBEnv(t)
+	e.tg.mu.Lock()
+	e.tg.hold, e.tg.holding = make(chan struct{}), make(chan struct{})
+	e.tg.mu.Unlock()
+	ino := e.write(cache.RootIno, "f", "x")
+	done := make(chan error, 1)
+	go func() { done <- e.wb.Flush(t.Context()) }()
+	<-e.tg.holding
+	if up, failed := e.wb.FileState(ino); !up || failed {
+		t.Errorf("while its upload runs: uploading %v, failed %v", up, failed)
+	}
+	close(e.tg.hold)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if up, failed := e.wb.FileState(ino); up || failed {
+		t.Errorf("once uploaded: uploading %v, failed %v", up, failed)
+	}
+	e.tg.mu.Lock()
+	e.tg.hold, e.tg.failAll = nil, true
+	e.tg.mu.Unlock()
+	e.write(cache.RootIno, "f", "y")
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	if err := e.wb.Flush(ctx); err == nil {
+		t.Fatal("a flush with every write failing succeeded")
+	}
+	if up, failed := e.wb.FileState(ino); up || !failed {
+		t.Errorf("after failed attempts: uploading %v, failed %v", up, failed)
 	}
 }
