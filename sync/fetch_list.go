@@ -85,6 +85,7 @@ type Lister struct {
 	used    map[uint64]time.Time // when each directory was last used (poll.go)
 	// deferred are directories whose last listing left names for later.
 	deferred map[uint64]struct{}
+	down     bool // the last listing failed
 }
 
 // flight is one listing in progress that several callers may wait for.
@@ -244,8 +245,8 @@ func (l *Lister) list(dir uint64, depth int) error {
 	}
 	mark := c.ListingMark()
 	entries, err := l.opts.Target.List(l.ctx, p)
+	l.noteOutcome(p, err)
 	if err != nil {
-		l.opts.Log.WithError(err).WithField("path", "/"+p).Warn("listing a directory failed; serving what the cache holds")
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
 	now := time.Now()
@@ -277,6 +278,25 @@ func (l *Lister) list(dir uint64, depth int) error {
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
 	return nil
+}
+
+// noteOutcome logs failed listings: the first after a success as a
+// warning, the rest (a server that is down fails every listing of every
+// poll round) at debug level until a listing works again.
+func (l *Lister) noteOutcome(p string, err error) {
+	l.mu.Lock()
+	was := l.down
+	l.down = err != nil
+	l.mu.Unlock()
+	log := l.opts.Log.WithField("path", "/"+p)
+	switch {
+	case err != nil && !was:
+		log.WithError(err).Warn("listing a directory failed; serving what the cache holds (further failures are logged at debug level until a listing works)")
+	case err != nil:
+		log.WithError(err).Debug("listing a directory failed")
+	case was:
+		log.Info("listing works again")
+	}
 }
 
 // coarse reports whether a listing holds file times coarser than a second
