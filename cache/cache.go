@@ -77,9 +77,9 @@ type Cache struct {
 	// runner's hook (journal.go).
 	nextSeq uint64
 	hook    func(JournalEvent)
-	// dirChanged is, per folder, when the mount last changed its names;
-	// guarded by treeMu (see listingGrace).
-	dirChanged map[uint64]time.Time
+	// flight indexes the queued operations by path for listings
+	// (inflight.go); guarded by treeMu.
+	flight inflight
 	// journalLen counts queued operations; written under treeMu.
 	journalLen atomic.Int64
 
@@ -128,7 +128,7 @@ func Open(opts Options) (*Cache, error) {
 	c.mem.init()
 	c.open.init()
 	c.nextSeq = 1
-	c.dirChanged = make(map[uint64]time.Time)
+	c.flight.init()
 	if err := c.initTree(); err != nil {
 		c.closeDB()
 		return nil, err

@@ -79,7 +79,10 @@ type Entry struct {
 	ModTime   time.Time
 	Precision time.Duration // how exact ModTime is; compare at this precision
 	Mode      os.FileMode   // permission bits, 0 if the target gives none
-	Seen      time.Time     // when a listing of the parent last reported it
+	// Seen is when the server's state (Size and ModTime, or SyncRemote for
+	// a local file) was recorded or last checked exactly: a listing too
+	// coarse to tell a change made soon after it asks for the exact time.
+	Seen time.Time
 
 	// ListedAt is, for a directory, when its children were last listed from
 	// the target; zero if never.

@@ -155,18 +155,30 @@ func (c *Cache) _emit(ev JournalEvent) {
 	}
 }
 
-// loadJournal finds the next sequence number and counts the operations,
-// reading keys only, so that opening a cache with a long queue stays fast.
+// loadJournal finds the next sequence number, counts the operations and
+// indexes their paths (inflight.go); a damaged operation is counted but
+// indexes nothing (Journal skips it too).
 func (c *Cache) loadJournal() error {
 	return c.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixJournal}})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixJournal}, PrefetchValues: true})
 		defer it.Close()
 		var n int64
 		for it.Rewind(); it.Valid(); it.Next() {
 			k := it.Item().Key()
-			if len(k) == 9 {
-				c.nextSeq = max(c.nextSeq, binary.BigEndian.Uint64(k[1:])+1)
-				n++
+			if len(k) != 9 {
+				continue
+			}
+			seq := binary.BigEndian.Uint64(k[1:])
+			c.nextSeq = max(c.nextSeq, seq+1)
+			n++
+			err := it.Item().Value(func(v []byte) error {
+				if o, err := unmarshalOp(seq, v); err == nil {
+					c.flight.add(o)
+				}
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		c.journalLen.Store(n)
@@ -244,22 +256,15 @@ func (c *Cache) _update(f func(t *tx) error) error {
 	for _, ino := range t.files {
 		c.removeLocalFile(ino)
 	}
+	for _, o := range t.added {
+		c.flight.add(o)
+	}
+	for _, seq := range t.removed {
+		c.flight.end(seq)
+	}
 	c.journalLen.Add(int64(len(t.added) - len(t.removed)))
 	c._emit(JournalEvent{Added: t.added, Removed: t.removed})
 	return nil
-}
-
-// touchDir notes a local change of a folder's names; treeMu is held.
-func (t *tx) touchDir(ino uint64) {
-	m := t.c.dirChanged
-	if len(m) >= 1<<14 {
-		for k, at := range m {
-			if time.Since(at) > listingGrace {
-				delete(m, k)
-			}
-		}
-	}
-	m[ino] = time.Now()
 }
 
 func (t *tx) get(ino uint64) (Entry, error) {

@@ -72,19 +72,31 @@ type Filler func(e Entry, w io.WriterAt) error
 // into a local file unless it is local already (or trunc makes the content
 // irrelevant). Every OpenLocal is matched by one Release.
 func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
-	e, err := c.Get(ino)
-	if err != nil {
-		return err
-	}
-	if e.IsDir {
-		return fmt.Errorf("open inode %d: %w", ino, ErrIsDir)
-	}
-	if !e.Local {
-		if err := c.materialize(e, trunc, fill); err != nil {
+	for try := 0; ; try++ {
+		e, err := c.Get(ino)
+		if err != nil {
 			return err
 		}
+		if e.IsDir {
+			return fmt.Errorf("open inode %d: %w", ino, ErrIsDir)
+		}
+		if !e.Local {
+			err := c.materialize(e, trunc, fill)
+			if errors.Is(err, ErrStale) && try < 3 {
+				continue // the server's version changed while it was copied
+			}
+			if err != nil {
+				return err
+			}
+		}
+		c.open.mu.Lock()
+		// A listing may have given the local copy up for the server's new
+		// version since (under open.mu, see _revertLocal): copy that.
+		if c.open.m[ino] != nil || c.isLocal(ino) || try >= 3 {
+			break
+		}
+		c.open.mu.Unlock()
 	}
-	c.open.mu.Lock()
 	defer c.open.mu.Unlock()
 	of := c.open.m[ino]
 	if of == nil {
@@ -162,6 +174,12 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 	}
 	c.dropContent(e.Ino)
 	return nil
+}
+
+// isLocal reports whether ino's content is in its local file now.
+func (c *Cache) isLocal(ino uint64) bool {
+	e, err := c.Get(ino)
+	return err == nil && e.Local
 }
 
 // ReadLocal reads a local file's content at off.

@@ -52,3 +52,28 @@ func FuzzBlockKey(f *testing.F) {
 		}
 	})
 }
+
+func FuzzConflictDecode(f *testing.F) {
+	t0 := time.Date(2025, 1, 2, 3, 4, 5, 6, time.UTC)
+	for _, r := range []ConflictRecord{
+		{Path: "a/doc.txt", Copy: "a/doc.conflict-20250102-030405.txt", Kind: ConflictBothChanged,
+			Local: SideState{Size: 3, ModTime: t0, Precision: time.Second}, Remote: SideState{Size: 9, ModTime: t0, Precision: time.Minute}, At: t0},
+		{Path: "gone", Kind: ConflictFolderKept, At: t0},
+	} {
+		f.Add(r.marshal())
+	}
+	f.Add([]byte{conflictVersion, 9, 0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := unmarshalConflict(b)
+		if err != nil {
+			return
+		}
+		if len(r.Path)+len(r.Copy) > len(b) {
+			t.Fatalf("decoded paths of %d bytes from %d bytes", len(r.Path)+len(r.Copy), len(b))
+		}
+		again, err := unmarshalConflict(r.marshal())
+		if err != nil || again != r {
+			t.Fatalf("decoded %+v does not round-trip: %+v, %v", r, again, err)
+		}
+	})
+}

@@ -88,7 +88,6 @@ func (t *tx) newChild(e Entry) (string, error) {
 	if err := t.txn.Set(childKey(e.Parent, e.Name), beBytes(e.Ino)); err != nil {
 		return "", err
 	}
-	t.touchDir(e.Parent)
 	pp, err := pathTxn(t.txn, e.Parent)
 	if err != nil {
 		return "", err
@@ -205,7 +204,6 @@ func (t *tx) drop(e Entry) error {
 	if err := t.txn.Delete(childKey(e.Parent, e.Name)); err != nil {
 		return err
 	}
-	t.touchDir(e.Parent)
 	if !e.IsDir && t.c.open.get(e.Ino) != nil {
 		e.Parent, e.Upload = 0, 0
 		return t.put(e)
@@ -362,8 +360,6 @@ func (c *Cache) Rename(parent uint64, name string, newParent uint64, newName str
 		if err := t.txn.Delete(childKey(parent, name)); err != nil {
 			return err
 		}
-		t.touchDir(parent)
-		t.touchDir(newParent)
 		src.Parent, src.Name = newParent, newName
 		if inherit {
 			src.OnServer = true

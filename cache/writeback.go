@@ -89,18 +89,13 @@ func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote targe
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	return c._update(func(t *tx) error {
-		if err := t.finish(seq); err != nil {
-			return err
-		}
-		e, err := t.get(ino)
-		if errors.Is(err, ErrNotFound) || err == nil && e.Parent == 0 {
-			return nil
-		}
-		if err != nil {
+		e, live, err := t.finishLive(seq, ino)
+		if !live {
 			return err
 		}
 		e.Synced, e.SyncLocal = true, local
 		e.SyncRemote = SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
+		e.Seen = time.Now().UTC()
 		// A change during the upload was judged against the older record.
 		e.Grown = e.LocalGen == gen
 		if e.LocalGen == gen && e.Upload == 0 {
@@ -110,11 +105,25 @@ func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote targe
 	})
 }
 
-// KeepBoth settles a conflict found before uploading file ino at path p:
+// finishLive ends operation seq and returns its file's entry; live is
+// false when the file is gone (deleted, or unlinked while open).
+func (t *tx) finishLive(seq, ino uint64) (e Entry, live bool, err error) {
+	if err := t.finish(seq); err != nil {
+		return Entry{}, false, err
+	}
+	e, err = t.get(ino)
+	if errors.Is(err, ErrNotFound) || err == nil && e.Parent == 0 {
+		return e, false, nil
+	}
+	return e, err == nil, err
+}
+
+// KeepBoth settles a conflict of kind found before uploading file ino:
 // the server's version keeps the name (a new entry served from the server),
 // the local version moves to conflictName beside it and is queued for
-// upload under that name. It returns the changes for the kernel.
-func (c *Cache) KeepBoth(seq, ino uint64, conflictName string, remote target.Entry, now time.Time) ([]Change, error) {
+// upload under that name, and the conflict is recorded until resolved. It
+// returns the changes for the kernel.
+func (c *Cache) KeepBoth(seq, ino uint64, kind ConflictKind, conflictName string, remote target.Entry, now time.Time) ([]Change, error) {
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	var changes []Change
@@ -138,7 +147,6 @@ func (c *Cache) KeepBoth(seq, ino uint64, conflictName string, remote target.Ent
 			return err
 		}
 		remote.Name = e.Name
-		t.touchDir(e.Parent)
 		srv := fromTarget(remote, newIno, e.Parent, now)
 		if err := t.txn.Set(childKey(e.Parent, e.Name), beBytes(newIno)); err != nil {
 			return err
@@ -149,6 +157,16 @@ func (c *Cache) KeepBoth(seq, ino uint64, conflictName string, remote target.Ent
 		changes = append(changes, Change{Kind: ChangeRemoved, Parent: e.Parent, Name: e.Name, Ino: e.Ino},
 			Change{Kind: ChangeAdded, Parent: e.Parent, Name: conflictName, Ino: e.Ino},
 			Change{Kind: ChangeAdded, Parent: e.Parent, Name: e.Name, Ino: newIno})
+		pp, err := pathTxn(t.txn, e.Parent)
+		if err != nil {
+			return err
+		}
+		rec := ConflictRecord{Path: target.Join(pp, srv.Name), Copy: target.Join(pp, conflictName), Kind: kind,
+			Local:  SideState{Size: e.Size, ModTime: e.ModTime, Precision: e.Precision},
+			Remote: SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}, At: now.UTC()}
+		if err := t.addConflict(rec); err != nil {
+			return err
+		}
 		e.Name, e.OnServer, e.Synced, e.Upload, e.Grown = conflictName, false, false, 0, false
 		if err := t.txn.Set(childKey(e.Parent, conflictName), beBytes(e.Ino)); err != nil {
 			return err
@@ -180,4 +198,48 @@ func (c *Cache) Requeue(ino uint64) error {
 		e.OnServer, e.Grown = false, false
 		return t.changed(e)
 	})
+}
+
+// TakeRemote settles a conflict found before uploading file ino in the
+// server's favour (--resolve remote): the operation ends and the local
+// version gives way to the server's, remote, or to nothing where the
+// server deleted the file. A file open through the mount waits (ErrBusy).
+// It returns the changes for the kernel.
+func (c *Cache) TakeRemote(seq, ino uint64, remote *target.Entry, now time.Time) ([]Change, error) {
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	if remote != nil {
+		// Held throughout, so that OpenLocal never opens the local copy as
+		// it goes (see _revertLocal).
+		c.open.mu.Lock()
+		defer c.open.mu.Unlock()
+		if c.open.m[ino] != nil {
+			return nil, ErrBusy
+		}
+	}
+	var changes []Change
+	err := c._update(func(t *tx) error {
+		changes = nil
+		e, live, err := t.finishLive(seq, ino)
+		if !live {
+			return err
+		}
+		if remote == nil {
+			changes = append(changes, Change{Kind: ChangeRemoved, Parent: e.Parent, Name: e.Name, Ino: e.Ino})
+			return t.drop(e)
+		}
+		if err := t.unqueue(e.Upload); err != nil {
+			return err
+		}
+		next := fromTarget(*remote, e.Ino, e.Parent, now)
+		next.Name, next.Gen = e.Name, e.Gen+1
+		t.files = append(t.files, e.Ino)
+		changes = append(changes, Change{Kind: ChangeContent, Parent: e.Parent, Name: e.Name, Ino: e.Ino})
+		return t.put(next)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("take the server's version of inode %d: %w", ino, err)
+	}
+	c.forgetContent(ino)
+	return changes, nil
 }

@@ -56,6 +56,7 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err != nil {
 		return nil, 0, n.fs.toErrno("open", err)
 	}
+	n.fs.opts.Lister.Touch(e.Parent)
 	if !write && !e.Local {
 		return &handle{node: n}, fuse.FOPEN_KEEP_CACHE, 0
 	}

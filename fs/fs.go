@@ -95,6 +95,12 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		MaxWrite:     maxRequest(),
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
+		// O_TRUNC arrives with the open instead of as a truncate after
+		// it: the old content is then never fetched only to be thrown
+		// away (a file deleted on the server meanwhile could not be
+		// fetched at all), and the truncation is committed with the
+		// writes at close, not on its own.
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 	}
 	// Read-only: mount(2) takes it as a flag, fusermount3 as an option.
 	if os.Geteuid() == 0 {
@@ -245,11 +251,32 @@ func (fsys *filesystem) getxattr(ino uint64, attr string, dest []byte) (uint32, 
 	if err != nil {
 		return 0, fsys.toErrno("getxattr", err)
 	}
-	state := "clean"
-	if e.Dirty || e.Upload != 0 {
-		state = "pending"
+	return copyXattr(dest, fsys.syncState(e))
+}
+
+// syncState is user.ftpsync.state: error (the last upload attempt failed;
+// it is retried), conflict (part of an unresolved conflict, see status),
+// uploading, pending (a change waits to be uploaded) or clean.
+func (fsys *filesystem) syncState(e cache.Entry) string {
+	var uploading, failed bool
+	if wb := fsys.opts.Writeback; wb != nil && !e.IsDir {
+		uploading, failed = wb.FileState(e.Ino)
 	}
-	return copyXattr(dest, state)
+	if failed {
+		return "error"
+	}
+	if p, err := fsys.opts.Cache.Path(e.Ino); err == nil {
+		if in, err := fsys.opts.Cache.InConflict(p); err == nil && in {
+			return "conflict"
+		}
+	}
+	switch {
+	case uploading:
+		return "uploading"
+	case e.Dirty || e.Upload != 0:
+		return "pending"
+	}
+	return "clean"
 }
 
 func listxattr(dest []byte) (uint32, syscall.Errno) {

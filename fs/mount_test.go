@@ -48,6 +48,17 @@ func (s *switchTarget) Write(ctx context.Context, p string, r io.Reader, o targe
 	return s.Target.Write(ctx, p, countingSource{r, &s.written}, o)
 }
 
+// RefineModTime passes MDTM on where the target has it (LIST-only servers).
+func (s *switchTarget) RefineModTime(ctx context.Context, p string) (time.Time, error) {
+	rf, ok := s.Target.(interface {
+		RefineModTime(context.Context, string) (time.Time, error)
+	})
+	if !ok {
+		return time.Time{}, target.Errorf("mdtm", p, target.ErrUnsupported, "the target has no exact times")
+	}
+	return rf.RefineModTime(ctx, p)
+}
+
 func (s *switchTarget) Stat(ctx context.Context, p string) (target.Entry, error) {
 	if s.down.Load() {
 		return target.Entry{}, errDown
@@ -107,6 +118,8 @@ type mountOpts struct {
 	noRunner     bool          // queue writes but never upload them
 	appendUpload bool          // --append-uploads
 	fsyncUpload  bool          // --fsync=upload
+	pollInterval time.Duration // --poll-interval; 0: no poller
+	resolve      sync.Resolution
 }
 
 // testMount is a mounted filesystem over a target, and its layers.
@@ -163,7 +176,8 @@ func mount(t *testing.T, o mountOpts) *testMount {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.lister, err = sync.NewLister(sync.ListOptions{Target: m.tgt, Cache: c, Log: log, DirCacheTime: o.dirCacheTime, OnChange: notifier.Changed})
+	m.lister, err = sync.NewLister(sync.ListOptions{Target: m.tgt, Cache: c, Log: log, DirCacheTime: o.dirCacheTime, OnChange: notifier.Changed,
+		PollInterval: o.pollInterval, RecordKept: o.resolve == 0 || o.resolve == sync.ResolveKeepBoth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,7 +187,7 @@ func mount(t *testing.T, o mountOpts) *testMount {
 		}
 		m.wb, err = sync.NewWriteback(sync.WritebackOptions{Target: m.tgt, Cache: c, Log: log, Delay: o.writeBack,
 			MinBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, OnChange: notifier.Changed,
-			AppendUploads: o.appendUpload})
+			AppendUploads: o.appendUpload, Resolve: o.resolve})
 		if err != nil {
 			t.Fatal(err)
 		}

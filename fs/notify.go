@@ -2,6 +2,7 @@ package fs
 
 import (
 	gosync "sync"
+	"time"
 
 	gofs "github.com/hanwen/go-fuse/v2/fs"
 	"github.com/sirupsen/logrus"
@@ -25,6 +26,12 @@ type Notifier struct {
 	wake chan struct{} // capacity 1: pending grew or closed was set
 	done chan struct{} // closed when the sending goroutine ends
 
+	// queued counts the changes ever queued, delivered those sent; sentC
+	// is closed and replaced after each batch (Sync waits on it). All
+	// under mu.
+	queued, delivered uint64
+	sentC             chan struct{}
+
 	// sent, if set before the first change, is called after each batch has
 	// gone to the kernel; tests wait on it instead of polling.
 	sent func()
@@ -32,7 +39,8 @@ type Notifier struct {
 
 // NewNotifier starts the sending goroutine; Close stops it.
 func NewNotifier(log logrus.FieldLogger) *Notifier {
-	n := &Notifier{log: log, inodes: make(map[uint64]*gofs.Inode), wake: make(chan struct{}, 1), done: make(chan struct{})}
+	n := &Notifier{log: log, inodes: make(map[uint64]*gofs.Inode), wake: make(chan struct{}, 1), done: make(chan struct{}),
+		sentC: make(chan struct{})}
 	go n.loop()
 	return n
 }
@@ -43,9 +51,32 @@ func (n *Notifier) Changed(changes []cache.Change) {
 	n.mu.Lock()
 	if !n.closed {
 		n.pending = append(n.pending, changes...)
+		n.queued += uint64(len(changes))
 	}
 	n.mu.Unlock()
 	n.signal()
+}
+
+// Sync waits until the changes queued before it have gone to the kernel,
+// so that a command that changed the tree (refresh) returns only once the
+// kernel shows the change. It gives up after timeout.
+func (n *Notifier) Sync(timeout time.Duration) {
+	deadline := time.After(timeout)
+	n.mu.Lock()
+	want := n.queued
+	for n.delivered < want && !n.closed {
+		ch := n.sentC
+		n.mu.Unlock()
+		select {
+		case <-ch:
+		case <-deadline:
+			return
+		case <-n.done:
+			return
+		}
+		n.mu.Lock()
+	}
+	n.mu.Unlock()
 }
 
 // Close stops sending; queued changes are dropped (the kernel goes away).
@@ -107,6 +138,11 @@ func (n *Notifier) loop() {
 				in.NotifyContent(0, 0)
 			}
 		}
+		n.mu.Lock()
+		n.delivered += uint64(len(batch))
+		close(n.sentC)
+		n.sentC = make(chan struct{})
+		n.mu.Unlock()
 		if n.sent != nil {
 			n.sent()
 		}

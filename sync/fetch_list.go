@@ -10,6 +10,7 @@ import (
 	"github.com/sirupsen/logrus"
 
 	"github.com/ftpsync-mount/ftpsync-mount/cache"
+	"github.com/ftpsync-mount/ftpsync-mount/internal/metrics"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
@@ -29,6 +30,17 @@ type ListOptions struct {
 	// can drop what it cached. It is called from the listing's goroutine,
 	// never inside a kernel request, and must not block for long.
 	OnChange func([]cache.Change)
+	// PollInterval, if positive, starts the poller (poll.go): every
+	// PollInterval it lists again at most PollBatch (default 128) of the
+	// directories used recently, so that changes made on the server show.
+	PollInterval time.Duration
+	PollBatch    int
+	// RecordKept records a folder deleted on the server that stays for the
+	// local changes in it as a conflict (the keep-both policy).
+	RecordKept bool
+	// PollRounds and PollListings, if set, count the poller's rounds and
+	// the directories they listed.
+	PollRounds, PollListings *metrics.Counter
 }
 
 // prefetchQueue bounds the subdirectories waiting for a background listing;
@@ -70,6 +82,10 @@ type Lister struct {
 	failed  map[uint64]time.Time // when a background refresh last failed
 	pending []queued             // directories to list in the background, newest last
 	opened  map[uint64]struct{}  // directories whose subdirectories were queued
+	used    map[uint64]time.Time // when each directory was last used (poll.go)
+	// deferred are directories whose last listing left names for later.
+	deferred map[uint64]struct{}
+	down     bool // the last listing failed
 }
 
 // flight is one listing in progress that several callers may wait for.
@@ -89,10 +105,18 @@ func NewLister(opts ListOptions) (*Lister, error) {
 	if opts.Prefetch <= 0 {
 		opts.Prefetch = 4
 	}
+	if opts.PollBatch <= 0 {
+		opts.PollBatch = 128
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	l := &Lister{
 		opts: opts, ctx: ctx, cancel: cancel, wake: make(chan struct{}, opts.Prefetch),
 		flights: make(map[uint64]*flight), failed: make(map[uint64]time.Time), opened: make(map[uint64]struct{}),
+		used: make(map[uint64]time.Time), deferred: make(map[uint64]struct{}),
+	}
+	if opts.PollInterval > 0 {
+		l.wg.Add(1)
+		go l.pollLoop()
 	}
 	for i := 0; i < opts.Prefetch; i++ {
 		l.wg.Add(1)
@@ -117,6 +141,7 @@ func (l *Lister) Close() {
 // for a directory listed in the background, its unlisted subdirectories are
 // queued, so that a walk stays ahead of the reader all the way down.
 func (l *Lister) Ensure(ctx context.Context, dir cache.Entry) error {
+	l.Touch(dir.Ino)
 	if dir.ListedAt.IsZero() {
 		return l.wait(ctx, l.start(dir.Ino, prefetchDepth))
 	}
@@ -213,19 +238,33 @@ func (l *Lister) start(dir uint64, depth int) *flight {
 // list reads one directory from the target into the cache and, with depth
 // left, queues its unlisted subdirectories.
 func (l *Lister) list(dir uint64, depth int) error {
-	p, err := l.opts.Cache.Path(dir)
+	c := l.opts.Cache
+	p, err := c.Path(dir)
 	if err != nil {
 		return err
 	}
+	mark := c.ListingMark()
 	entries, err := l.opts.Target.List(l.ctx, p)
+	l.noteOutcome(p, err)
 	if err != nil {
-		l.opts.Log.WithError(err).WithField("path", "/"+p).Warn("listing a directory failed; serving what the cache holds")
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
-	changes, err := l.opts.Cache.ApplyListing(dir, entries, time.Now())
-	if len(changes) > 0 && l.opts.OnChange != nil {
-		l.opts.OnChange(changes)
+	now := time.Now()
+	var refined map[string]bool
+	if coarse(entries) {
+		if cached, err := c.Children(dir); err == nil {
+			refined = refine(l.ctx, l.opts.Target, p, entries, cached, now)
+		}
 	}
+	res, err := c.ApplyListing(dir, cache.Listing{Entries: entries, Mark: mark, Decide: decideListing,
+		Refined: refined, Now: now, RecordKept: l.opts.RecordKept})
+	if len(res.Changes) > 0 && l.opts.OnChange != nil {
+		l.opts.OnChange(res.Changes)
+	}
+	for _, k := range res.Kept {
+		l.opts.Log.WithField("path", "/"+k).Warn("conflict: the folder was deleted on the server but files in it changed here; they are kept and uploaded again")
+	}
+	l.noteListed(dir, res.Deferred)
 	if err != nil {
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
@@ -239,6 +278,36 @@ func (l *Lister) list(dir uint64, depth int) error {
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
 	return nil
+}
+
+// noteOutcome logs failed listings: the first after a success as a
+// warning, the rest (a server that is down fails every listing of every
+// poll round) at debug level until a listing works again.
+func (l *Lister) noteOutcome(p string, err error) {
+	l.mu.Lock()
+	was := l.down
+	l.down = err != nil
+	l.mu.Unlock()
+	log := l.opts.Log.WithField("path", "/"+p)
+	switch {
+	case err != nil && !was:
+		log.WithError(err).Warn("listing a directory failed; serving what the cache holds (further failures are logged at debug level until a listing works)")
+	case err != nil:
+		log.WithError(err).Debug("listing a directory failed")
+	case was:
+		log.Info("listing works again")
+	}
+}
+
+// coarse reports whether a listing holds file times coarser than a second
+// (LIST output), which refine may have to make exact.
+func coarse(entries []target.Entry) bool {
+	for _, e := range entries {
+		if !e.IsDir && e.Precision > time.Second {
+			return true
+		}
+	}
+	return false
 }
 
 // queueSubdirs queues dir's unlisted subdirectories for the workers, in

@@ -41,6 +41,9 @@ type WritebackOptions struct {
 	AppendUploads bool
 	// Conflicts, if set, counts the conflicts the runner settles.
 	Conflicts *metrics.Counter
+	// Resolve settles conflicts: ResolveLocal, ResolveRemote, ResolveNew,
+	// ResolveOld, or (any other value) keep both versions, the default.
+	Resolve Resolution
 }
 
 // flushAttempts is how often a flush tries a failing operation before it
@@ -389,6 +392,7 @@ func (w *Writeback) run(st *opState) {
 		delete(w.ops, st.op.Seq)
 		if err == nil {
 			w.stats.done++
+			w.opts.Log.WithField("seq", st.op.Seq).Debugf("done: %s", st.op)
 		}
 	case errors.Is(err, cache.ErrBusy):
 	case st.cancelled || w.ctx.Err() != nil:
@@ -584,4 +588,22 @@ func (w *Writeback) WaitMoved(ctx context.Context, p string) error {
 			return fmt.Errorf("read /%s: the write-back runner stopped", p)
 		}
 	}
+}
+
+// FileState tells whether an upload of file ino runs now, and whether its
+// last attempt failed (it waits for a retry), for user.ftpsync.state.
+func (w *Writeback) FileState(ino uint64) (uploading, failed bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, st := range w.ops {
+		if st.op.Kind != cache.OpUpload || st.op.Ino != ino {
+			continue
+		}
+		if st.running {
+			uploading = true
+		} else if st.lastErr != nil {
+			failed = true
+		}
+	}
+	return uploading, failed
 }

@@ -38,8 +38,16 @@ func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 		case errors.Is(err, target.ErrNotFound):
 			err = nil
 		case errors.Is(err, target.ErrNotEmpty):
-			// Someone put files there meanwhile: not an rmtree (DESIGN.md).
-			w.conflict(o, "the folder was deleted here but holds new files on the server; it is kept there")
+			// Someone put files there meanwhile: never an rmtree (DESIGN.md),
+			// whatever --resolve says; the next listing shows them again.
+			const what = "the folder was deleted here but holds other files on the server; it is kept there"
+			if w.choose(nil, nil) == winBoth {
+				r := cache.ConflictRecord{Path: o.Path, Kind: cache.ConflictFolderNotEmpty, At: w.opts.Now().UTC()}
+				if rerr := w.opts.Cache.AddConflict(r); rerr != nil {
+					w.opts.Log.WithError(rerr).WithField("path", "/"+o.Path).Warn("cannot record the conflict for status")
+				}
+			}
+			w.conflict(o, what)
 			err = nil
 		}
 		if err == nil {
@@ -85,8 +93,18 @@ func (w *Writeback) remove(ctx context.Context, o cache.Op) error {
 		}
 		d := Classify(Input{Remote: &cur, Record: rec, LocalDirty: DirtyNo})
 		if d.Action == Conflict {
-			w.conflict(o, "deleted here but changed on the server; the server's version is kept")
-			return nil
+			// The deletion is the local version, made when it was queued.
+			deleted := target.Entry{Name: cur.Name, ModTime: o.Queued}
+			switch w.choose(&deleted, &cur) {
+			case winLocal:
+				w.conflict(o, d.Conflict.String()+"; the server's version is deleted (--resolve)")
+			case winBoth:
+				w.record(o, d, target.Entry{}, &cur, "the server's version is kept")
+				return nil
+			default:
+				w.conflict(o, d.Conflict.String()+"; the server's version is kept (--resolve)")
+				return nil
+			}
 		}
 	}
 	err := tg.Remove(ctx, o.Path)
@@ -144,27 +162,77 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 		return w.finishUpload(o, e, size, remote)
 	}
 	d := Classify(Input{Local: &local, Remote: rp, Record: rec, LocalDirty: DirtyYes})
-	if d.Action == Conflict && rp != nil {
-		return w.keepBoth(o, e, remote, d)
+	if d.Action == Conflict {
+		switch w.choose(&local, rp) {
+		case winRemote:
+			return w.takeRemote(o, e, rp, d)
+		case winBoth:
+			if rp != nil {
+				return w.keepBoth(o, e, remote, d)
+			}
+			// Deleted on the server: the local version, the only one,
+			// keeps its name and is uploaded again.
+			w.record(o, d, local, nil, "the local version is uploaded again")
+		default:
+			w.conflict(o, d.Conflict.String()+"; the local version is uploaded (--resolve)")
+		}
 	}
 	if w.canAppend(e, d, rp, size) {
 		return w.appendTail(ctx, st, o, e, f, size)
 	}
+	return w.send(ctx, st, o, e, f, size)
+}
+
+// send uploads the whole file. A folder the server lost meanwhile (deleted
+// there while this file changed here) is made again first.
+func (w *Writeback) send(ctx context.Context, st *opState, o cache.Op, e cache.Entry, f *os.File, size int64) error {
+	tg := w.opts.Target
 	if err := w.noteIntent(o.Path, size, e); err != nil {
 		return err
 	}
-	counter := &uploadCounter{r: io.NewSectionReader(f, 0, size)}
-	w.mu.Lock()
-	st.progress, st.size = counter, size
-	w.mu.Unlock()
-	got, err := tg.Write(ctx, o.Path, counter, target.WriteOptions{ModTime: e.ModTime, Size: size})
-	if err != nil {
+	for try := 0; ; try++ {
+		counter := &uploadCounter{r: io.NewSectionReader(f, 0, size)}
+		w.mu.Lock()
+		st.progress, st.size = counter, size
+		w.mu.Unlock()
+		got, err := tg.Write(ctx, o.Path, counter, target.WriteOptions{ModTime: e.ModTime, Size: size})
+		if err == nil {
+			w.mu.Lock()
+			w.stats.bytes += size
+			w.mu.Unlock()
+			return w.finishUpload(o, e, size, got)
+		}
+		if try == 0 && errors.Is(err, target.ErrNotFound) {
+			if made, merr := w.makeParents(ctx, o.Path); merr == nil && made {
+				continue
+			}
+		}
 		return fmt.Errorf("upload /%s: %w", o.Path, err)
 	}
-	w.mu.Lock()
-	w.stats.bytes += size
-	w.mu.Unlock()
-	return w.finishUpload(o, e, size, got)
+}
+
+// makeParents creates the folders above p that the server lacks, and
+// reports whether it made any.
+func (w *Writeback) makeParents(ctx context.Context, p string) (bool, error) {
+	tg := w.opts.Target
+	var missing []string
+	for d := parentPath(p); d != ""; d = parentPath(d) {
+		te, err := tg.Stat(ctx, d)
+		if err == nil && te.IsDir {
+			break
+		}
+		if err != nil && !errors.Is(err, target.ErrNotFound) {
+			return false, err
+		}
+		missing = append(missing, d)
+	}
+	for i := len(missing) - 1; i >= 0; i-- {
+		if err := tg.Mkdir(ctx, missing[i]); err != nil && !errors.Is(err, target.ErrExist) {
+			return false, err
+		}
+		w.opts.Log.WithField("path", "/"+missing[i]).Info("made the folder again on the server for a file changed in it here")
+	}
+	return len(missing) > 0, nil
 }
 
 // finishUpload records the upload in the cache and what it left on the
@@ -219,6 +287,85 @@ func (w *Writeback) appendTail(ctx context.Context, st *opState, o cache.Op, e c
 	return w.finishUpload(o, e, size, got)
 }
 
+// winner is who a conflict's resolution lets win.
+type winner int
+
+const (
+	winBoth winner = iota
+	winLocal
+	winRemote
+)
+
+// choose applies the mount's --resolve to a conflict between local (the
+// local version, or the deletion with the time it was made) and remote
+// (nil where the server deleted the file). keep-both, and new or old when
+// the times cannot tell, keep both.
+func (w *Writeback) choose(local, remote *target.Entry) winner {
+	switch w.opts.Resolve {
+	case ResolveLocal:
+		return winLocal
+	case ResolveRemote:
+		return winRemote
+	case ResolveNew, ResolveOld:
+		if local == nil || remote == nil {
+			return winBoth
+		}
+		c := compareTimes(local, remote)
+		if w.opts.Resolve == ResolveOld {
+			c = -c
+		}
+		switch {
+		case c > 0:
+			return winLocal
+		case c < 0:
+			return winRemote
+		}
+	}
+	return winBoth
+}
+
+// takeRemote settles a conflict in the server's favour: the local version
+// gives way to the server's (or goes, where the server deleted it).
+func (w *Writeback) takeRemote(o cache.Op, e cache.Entry, rp *target.Entry, d Decision) error {
+	changes, err := w.opts.Cache.TakeRemote(o.Seq, e.Ino, rp, w.opts.Now())
+	if err != nil {
+		return err
+	}
+	w.conflict(o, d.Conflict.String()+"; the server's version is kept and the local one dropped (--resolve)")
+	if w.opts.OnChange != nil && len(changes) > 0 {
+		w.opts.OnChange(changes)
+	}
+	return nil
+}
+
+// record keeps a conflict that left the tree as it is for status and
+// resolve, and reports it. A record that cannot be written is logged; the
+// versions are safe either way.
+func (w *Writeback) record(o cache.Op, d Decision, local target.Entry, remote *target.Entry, what string) {
+	r := cache.ConflictRecord{Path: o.Path, Kind: conflictKindOf(d.Conflict), At: w.opts.Now().UTC(),
+		Local: cache.SideState{Size: local.Size, ModTime: local.ModTime, Precision: local.Precision}}
+	if remote != nil {
+		r.Remote = cache.SideState{Size: remote.Size, ModTime: remote.ModTime, Precision: remote.Precision}
+	}
+	if err := w.opts.Cache.AddConflict(r); err != nil {
+		w.opts.Log.WithError(err).WithField("path", "/"+o.Path).Warn("cannot record the conflict for status")
+	}
+	w.conflict(o, d.Conflict.String()+"; "+what)
+}
+
+// conflictKindOf maps Classify's kinds to the cache's records.
+func conflictKindOf(k ConflictKind) cache.ConflictKind {
+	switch k {
+	case BothNew:
+		return cache.ConflictBothNew
+	case LocalChangedGone:
+		return cache.ConflictLocalChangedGone
+	case RemoteChangedGone:
+		return cache.ConflictRemoteChangedGone
+	}
+	return cache.ConflictBothChanged
+}
+
 // keepBoth is the default resolution (DESIGN.md): the server's version keeps
 // the name, the local one is saved beside it as a conflict copy, in the
 // mount and (by the upload KeepBoth queues) on the server.
@@ -232,7 +379,7 @@ func (w *Writeback) keepBoth(o cache.Op, e cache.Entry, remote target.Entry, d D
 	// A second conflict of the same file within the second takes the
 	// next free number rather than failing on the first copy's name.
 	for i := 2; i <= maxConflictCopies; i++ {
-		changes, err = w.opts.Cache.KeepBoth(o.Seq, e.Ino, name, remote, now)
+		changes, err = w.opts.Cache.KeepBoth(o.Seq, e.Ino, conflictKindOf(d.Conflict), name, remote, now)
 		if !errors.Is(err, cache.ErrExist) {
 			break
 		}
@@ -316,13 +463,16 @@ type InFlight struct {
 
 // WritebackStatus is what `ftpsync-mount status` shows of the queue.
 type WritebackStatus struct {
-	Pending   int               `json:"pending"` // queued operations, running ones included
-	Running   []InFlight        `json:"running"`
-	Done      int64             `json:"done"`       // operations finished since the mount started
-	BytesSent int64             `json:"bytes_sent"` // by finished uploads
-	Conflicts []SettledConflict `json:"conflicts"`
-	Errors    []OpError         `json:"errors"`
-	Loaded    bool              `json:"loaded"` // the journal was read
+	Pending int `json:"pending"` // queued operations, running ones included
+	// PendingUploads are the uploads among them (the rest are folder and
+	// name changes, which do not wait for --write-back).
+	PendingUploads int               `json:"pending_uploads"`
+	Running        []InFlight        `json:"running"`
+	Done           int64             `json:"done"`       // operations finished since the mount started
+	BytesSent      int64             `json:"bytes_sent"` // by finished uploads
+	Conflicts      []SettledConflict `json:"conflicts"`
+	Errors         []OpError         `json:"errors"`
+	Loaded         bool              `json:"loaded"` // the journal was read
 }
 
 // Status reports the queue.
@@ -331,6 +481,11 @@ func (w *Writeback) Status() WritebackStatus {
 	defer w.mu.Unlock()
 	s := WritebackStatus{Pending: len(w.ops), Done: w.stats.done, BytesSent: w.stats.bytes, Loaded: w.loaded,
 		Conflicts: append([]SettledConflict(nil), w.stats.conflicts...), Errors: append([]OpError(nil), w.stats.errors...)}
+	for _, st := range w.ops {
+		if st.op.Kind == cache.OpUpload {
+			s.PendingUploads++
+		}
+	}
 	for _, seq := range w.order {
 		st := w.ops[seq]
 		if st == nil || !st.running {

@@ -96,6 +96,7 @@ type wbEnv struct {
 	c        *cache.Cache
 	wb       *Writeback
 	now      func() time.Time // the runner's clock; nil: time.Now
+	resolve  Resolution       // the runner's --resolve; zero: keep both
 }
 
 func newWBEnv(t *testing.T) *wbEnv {
@@ -119,7 +120,7 @@ func (e *wbEnv) open() {
 	}
 	e.c = c
 	e.wb, err = NewWriteback(WritebackOptions{Target: e.tg, Cache: c, Log: quietLog(), Delay: 5 * time.Millisecond,
-		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Now: e.now})
+		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Now: e.now, Resolve: e.resolve})
 	if err != nil {
 		e.t.Fatal(err)
 	}

@@ -31,7 +31,12 @@ const controlSocketName = "control.sock"
 
 // controlRequest is what a command asks.
 type controlRequest struct {
-	Op string `json:"op"` // "status", "flush" or "unmount"
+	Op string `json:"op"` // "status", "flush", "unmount", "refresh" or "resolve"
+	// Path is, for refresh and resolve, a path in the mount relative to its
+	// root ("" is the root).
+	Path      string `json:"path,omitempty"`
+	Recursive bool   `json:"recursive,omitempty"` // refresh: the folders below too
+	Keep      string `json:"keep,omitempty"`      // resolve: local, remote or both
 }
 
 // controlReply is one line of an answer.
@@ -39,6 +44,7 @@ type controlReply struct {
 	Status *mountStatus `json:"status,omitempty"` // for status, and as progress
 	Done   bool         `json:"done,omitempty"`   // the last line of flush and unmount
 	Error  string       `json:"error,omitempty"`  // with Done: what did not reach the server
+	Info   string       `json:"info,omitempty"`   // with Done: what refresh or resolve did
 }
 
 // mountStatus is what `ftpsync-mount status` shows.
@@ -50,6 +56,8 @@ type mountStatus struct {
 	CacheUsed  int64                `json:"cache_used"`
 	CacheTotal int64                `json:"cache_total"`
 	Queue      sync.WritebackStatus `json:"queue"`
+	// Unresolved are the conflicts kept until 'ftpsync-mount resolve'.
+	Unresolved []cache.ConflictRecord `json:"unresolved"`
 }
 
 // controlServer serves the socket for one mount.
@@ -60,9 +68,12 @@ type controlServer struct {
 	status func() mountStatus              // read only
 	flush  func(ctx context.Context) error // read only
 	unmnt  func(ctx context.Context) error // read only: unmount, then the final flush
-	wg     gosync.WaitGroup                // connections
-	ctx    context.Context                 // cancelled by close
-	cancel context.CancelFunc
+	// refresh and resolve answer the commands of those names (read only).
+	refresh func(ctx context.Context, p string, recursive bool) (string, error)
+	resolve func(p, keep string) (string, error)
+	wg      gosync.WaitGroup // connections
+	ctx     context.Context  // cancelled by close
+	cancel  context.CancelFunc
 }
 
 // listenControl creates the socket. A long cache path does not fit a
@@ -161,9 +172,23 @@ func (s *controlServer) handle(conn net.Conn) {
 			f = s.unmnt
 		}
 		s.longRun(conn, enc, f)
+	case "refresh":
+		info, err := s.refresh(s.ctx, req.Path, req.Recursive)
+		enc.Encode(doneReply(info, err))
+	case "resolve":
+		info, err := s.resolve(req.Path, req.Keep)
+		enc.Encode(doneReply(info, err))
 	default:
 		enc.Encode(controlReply{Done: true, Error: fmt.Sprintf("unknown request %q", req.Op)})
 	}
+}
+
+func doneReply(info string, err error) controlReply {
+	r := controlReply{Done: true, Info: info}
+	if err != nil {
+		r.Error = err.Error()
+	}
+	return r
 }
 
 // longRun runs f, sending the status every half second, then the result.
@@ -194,6 +219,12 @@ func (s *controlServer) longRun(conn net.Conn, enc *json.Encoder, f func(context
 // askControl sends one request to the mount at mountpoint and calls each
 // for every reply line until the last.
 func askControl(mountpoint, op string, each func(controlReply) error) error {
+	return askControlReq(mountpoint, controlRequest{Op: op}, each)
+}
+
+// askControlReq is askControl with a full request.
+func askControlReq(mountpoint string, creq controlRequest, each func(controlReply) error) error {
+	op := creq.Op
 	sock, err := controlSocketOf(mountpoint)
 	if err != nil {
 		return err
@@ -203,7 +234,7 @@ func askControl(mountpoint, op string, each func(controlReply) error) error {
 		return fmt.Errorf("%s: connect to the mount process: %w", mountpoint, err)
 	}
 	defer conn.Close()
-	req, _ := json.Marshal(controlRequest{Op: op})
+	req, _ := json.Marshal(creq)
 	if _, err := conn.Write(append(req, '\n')); err != nil {
 		return fmt.Errorf("%s: %w", mountpoint, err)
 	}
@@ -267,7 +298,13 @@ const controlTimeout = 3 * time.Second
 
 // statusOf gathers a mount's status.
 func statusOf(mp, remote, dir string, c *cache.Cache, wb *sync.Writeback) mountStatus {
-	st := mountStatus{Mountpoint: mp, Remote: remote, PID: os.Getpid(), CacheDir: dir, Queue: wb.Status()}
+	st := mountStatus{Mountpoint: mp, Remote: remote, PID: os.Getpid(), CacheDir: dir, Queue: sync.WritebackStatus{Loaded: true}}
+	if wb != nil {
+		st.Queue = wb.Status()
+	}
+	if rs, err := c.Conflicts(); err == nil {
+		st.Unresolved = rs
+	}
 	if u, err := c.Usage(); err == nil {
 		st.CacheUsed, st.CacheTotal = u.Used, u.Total
 	}

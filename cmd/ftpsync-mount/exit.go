@@ -46,7 +46,7 @@ func isUsageError(err error) bool {
 		return false // EINVAL's text is "invalid argument" too
 	}
 	msg := err.Error()
-	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "accepts ", "requires at least", "requires exactly", `invalid argument "`, "flag needs an argument", "bad flag syntax"} {
+	for _, p := range []string{"unknown flag", "unknown shorthand flag", "unknown command", "accepts ", "requires at least", "requires exactly", `invalid argument "`, "flag needs an argument", "bad flag syntax", "required flag(s)"} {
 		if strings.Contains(msg, p) {
 			return true
 		}

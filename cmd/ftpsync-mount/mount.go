@@ -48,6 +48,8 @@ type mountFlags struct {
 	fsync        string
 	appendUpload bool
 	metricsAddr  string
+	pollInterval time.Duration
+	resolve      string
 
 	// logToCache sends the log to mount.log in the cache directory: set for
 	// the --daemon child when no --log-file was given, whose standard error
@@ -110,6 +112,8 @@ NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 	f.BoolVar(&mf.allowOther, "allow-other", false, "let other users access the mount (needs user_allow_other in /etc/fuse.conf unless root)")
 	f.BoolVar(&mf.nonEmpty, "allow-non-empty", false, "mount on a folder that is not empty, or where something else is mounted, hiding what is there until the unmount")
 	f.BoolVar(&mf.daemon, "daemon", false, "run in the background once the mount is ready")
+	f.DurationVar(&mf.pollInterval, "poll-interval", 30*time.Second, "list the folders used recently this often to see changes made on the server (0: only when --dir-cache-time expires)")
+	f.StringVar(&mf.resolve, "resolve", "keep-both", "settle a file changed here and on the server: keep-both, local, remote, new or old")
 	return cmd
 }
 
@@ -127,6 +131,13 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	maxSize, err := mf.check()
 	if err != nil {
 		return err
+	}
+	resolve, err := mountResolution(mf.resolve)
+	if err != nil {
+		return err
+	}
+	if mf.pollInterval < 0 {
+		return &usageError{msg: "--poll-interval must not be negative (0 turns the poller off)"}
 	}
 	mp, err := filepath.Abs(mountpoint)
 	if err != nil {
@@ -185,6 +196,9 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	lister, err := sync.NewLister(sync.ListOptions{
 		Target: tgt, Cache: c, Log: g.log, DirCacheTime: mf.dirCacheTime,
 		Prefetch: max(1, mf.target.connections-1), OnChange: notifier.Changed,
+		PollInterval: mf.pollInterval, RecordKept: resolve == sync.ResolveKeepBoth,
+		PollRounds:   reg.Counter("ftpsync_poll_rounds_total", "Rounds of the poller that lists recently used folders again."),
+		PollListings: reg.Counter("ftpsync_poll_listings_total", "Folders the poller listed again."),
 	})
 	if err != nil {
 		return err
@@ -196,16 +210,16 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	if !mf.readOnly {
 		wb, err = sync.NewWriteback(sync.WritebackOptions{
 			Target: tgt, Cache: c, Log: g.log, Delay: mf.writeBack, Transfers: mf.transfers, OnChange: notifier.Changed,
-			AppendUploads: mf.appendUpload,
-			Conflicts:     reg.Counter("ftpsync_conflicts_total", "Conflicts the write-back settled by keeping both versions."),
+			AppendUploads: mf.appendUpload, Resolve: resolve,
+			Conflicts: reg.Counter("ftpsync_conflicts_total", "Conflicts the write-back settled by keeping both versions."),
 		})
 		if err != nil {
 			return err
 		}
 		defer wb.Close()
-		if ctrl, err = listenControl(dir, g.log); err != nil {
-			return err
-		}
+	}
+	if ctrl, err = listenControl(dir, g.log); err != nil {
+		return err
 	}
 
 	fo := fs.Options{
@@ -213,14 +227,10 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 		ReadOnly: mf.readOnly, Writeback: wb, FsyncUpload: mf.fsync == "upload",
 		AllowOther: mf.allowOther, FsName: tgt.String(), Debug: g.log.IsLevelEnabled(logrus.TraceLevel),
 	}
-	if ctrl != nil {
-		fo.ControlSocket = ctrl.path
-	}
+	fo.ControlSocket = ctrl.path
 	server, err := fs.Mount(mp, fo)
 	if err != nil {
-		if ctrl != nil {
-			ctrl.close()
-		}
+		ctrl.close()
 		return fmt.Errorf("mount %s on %s: %w", tgt, mp, err)
 	}
 	mode := ""
@@ -229,32 +239,42 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	}
 	g.log.WithField("cache", dir).Infof("mounted %s on %s%s", tgt, mp, mode)
 	fin := &finalFlush{done: make(chan struct{})}
-	if ctrl != nil {
-		ctrl.status = func() mountStatus { return statusOf(mp, tgt.String(), dir, c, wb) }
-		ctrl.flush = wb.Flush
-		ctrl.unmnt = func(ctx context.Context) error {
-			// Upload first with the mount still there, so that progress
-			// shows; then detach, and the exit flush sends what came since.
-			wb.Flush(ctx)
-			if err := server.Unmount(); err != nil {
-				return fmt.Errorf("%s is busy (%v): close the files and shells using it and try again", mp, err)
-			}
-			select {
-			case <-fin.done:
-				return fin.err
-			case <-ctx.Done():
-				return ctx.Err()
-			}
+	ctrl.status = func() mountStatus { return statusOf(mp, tgt.String(), dir, c, wb) }
+	ctrl.flush = func(ctx context.Context) error {
+		if wb == nil {
+			return nil // read-only: nothing is ever queued
 		}
-		go ctrl.serve()
+		return wb.Flush(ctx)
 	}
+	ctrl.unmnt = func(ctx context.Context) error {
+		// Upload first with the mount still there, so that progress
+		// shows; then detach, and the exit flush sends what came since.
+		ctrl.flush(ctx)
+		if err := server.Unmount(); err != nil {
+			return fmt.Errorf("%s is busy (%v): close the files and shells using it and try again", mp, err)
+		}
+		select {
+		case <-fin.done:
+			return fin.err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ctrl.refresh = func(ctx context.Context, p string, recursive bool) (string, error) {
+		return refreshPath(ctx, c, lister, notifier, p, recursive)
+	}
+	ctrl.resolve = func(p, keep string) (string, error) {
+		if mf.readOnly {
+			return "", fmt.Errorf("the mount is read-only: remount it writable to resolve conflicts")
+		}
+		return resolvePath(ctrl.ctx, c, lister, notifier, p, keep)
+	}
+	go ctrl.serve()
 	ready()
 	err = serveUntilDone(ctx, g, server, mp, wb)
 	fin.err = err
 	close(fin.done)
-	if ctrl != nil {
-		ctrl.close()
-	}
+	ctrl.close()
 	return err
 }
 

@@ -61,6 +61,8 @@ Passwords are never given on the command line: set FTPSYNC_PASSWORD, use
 		newUnmountCmd(g),
 		newStatusCmd(g),
 		newFlushCmd(g),
+		newRefreshCmd(g),
+		newResolveCmd(g),
 		withNamedRemote(newSyncCmd(g), 1),
 		withNamedRemote(newUploadCmd(g), 1),
 		withNamedRemote(newDownloadCmd(g), 1),

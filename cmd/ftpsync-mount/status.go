@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/ftpsync-mount/ftpsync-mount/cache"
 )
 
 func newStatusCmd(g *globalOptions) *cobra.Command {
@@ -98,8 +100,22 @@ func printStatus(w io.Writer, st mountStatus) {
 		}
 	}
 	fmt.Fprintf(w, "  done since mount: %d operations, %s uploaded\n", q.Done, humanBytes(q.BytesSent))
+	if len(st.Unresolved) > 0 {
+		fmt.Fprintf(w, "  unresolved conflicts (%d); settle each with 'ftpsync-mount resolve PATH --keep=local|remote|both':\n", len(st.Unresolved))
+		for _, c := range st.Unresolved {
+			fmt.Fprintf(w, "    /%s: %s (%s)\n", c.Path, c.Kind, c.At.Local().Format(time.DateTime))
+			if c.Copy != "" {
+				fmt.Fprintf(w, "      local version:  /%s, %s\n", c.Copy, sideText(c.Local))
+			} else if c.Local.Size != 0 || !c.Local.ModTime.IsZero() {
+				fmt.Fprintf(w, "      local version:  %s\n", sideText(c.Local))
+			}
+			if c.Remote.Size != 0 || !c.Remote.ModTime.IsZero() {
+				fmt.Fprintf(w, "      server version: /%s, %s\n", c.Path, sideText(c.Remote))
+			}
+		}
+	}
 	if len(q.Conflicts) > 0 {
-		fmt.Fprintf(w, "  conflicts (%d):\n", len(q.Conflicts))
+		fmt.Fprintf(w, "  conflicts settled since mount (%d):\n", len(q.Conflicts))
 		for _, c := range q.Conflicts {
 			fmt.Fprintf(w, "    /%s: %s (%s)\n", c.Path, c.What, c.At.Local().Format(time.DateTime))
 		}
@@ -182,4 +198,13 @@ func maxArgs(n int, hint string) cobra.PositionalArgs {
 		}
 		return nil
 	}
+}
+
+// sideText describes one version of a conflict: size and mtime.
+func sideText(s cache.SideState) string {
+	t := "unknown time"
+	if !s.ModTime.IsZero() {
+		t = s.ModTime.Local().Format(time.DateTime)
+	}
+	return fmt.Sprintf("%s, modified %s", humanBytes(s.Size), t)
 }

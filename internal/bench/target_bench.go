@@ -25,6 +25,7 @@ func workloads() []workload {
 		{4, "writeback-tar-gosrc", benchWriteback},
 		{4, "writeback-rclone-gosrc", benchWritebackRclone},
 		{4, "append-uploads-1GiB", benchAppendUploads},
+		{5, "mount-poll-10k", benchPoll},
 		{6, "oneshot-upload-gosrc", benchOneshotUpload},
 	}
 }
