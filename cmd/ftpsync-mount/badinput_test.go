@@ -228,8 +228,7 @@ func TestBadInputCacheInUse(t *testing.T) {
 }
 
 // TestBadInputMountedMountpoint: a mount point where something is mounted
-// already is refused, ours even with --allow-non-empty; status and flush
-// of a read-only mount say that it has no queue.
+// already is refused, ours even with --allow-non-empty.
 func TestBadInputMountedMountpoint(t *testing.T) {
 	e := newBadEnv(t)
 	t.Setenv("FTPSYNC_PASSWORD", e.srv.Password)
@@ -249,8 +248,6 @@ func TestBadInputMountedMountpoint(t *testing.T) {
 			"unmount it first with 'ftpsync-mount unmount $DIR/ours', or choose another folder", nil},
 		{"mount on someone else's mount", []string{"mount", "--cache-dir", "$DIR/c3", "$URL", other}, exitFailure,
 			"mount point " + other + " is already a mount point (tmpfs tmpfs) and mounting there would hide it: unmount it first, or choose another folder (--allow-non-empty", nil},
-		{"status of a read-only mount", []string{"status", "$DIR/ours"}, exitFailure, "$DIR/ours is a read-only ftpsync-mount mount", nil},
-		{"flush of a read-only mount", []string{"flush", "$DIR/ours"}, exitFailure, "$DIR/ours is a read-only ftpsync-mount mount", nil},
 	} {
 		t.Run(c.name, func(t *testing.T) { runBad(t, e, c) })
 	}

@@ -108,7 +108,7 @@ func TestStatusResolveRefreshCommands(t *testing.T) {
 		{[]string{"refresh", mnt, "../outside"}, exitUsage, "is not inside the mount"},
 		{[]string{"refresh", mnt, "doc.txt"}, exitFailure, "is not a folder"},
 		{[]string{"refresh", mnt, "missing"}, exitFailure, "file does not exist"},
-		{[]string{"refresh", t.TempDir()}, exitFailure, "not a writable ftpsync-mount mount point"},
+		{[]string{"refresh", t.TempDir()}, exitFailure, "is not an ftpsync-mount mount point"},
 		{[]string{"mount", "--resolve=ask", srv.URL(), t.TempDir()}, exitUsage, "a mount settles conflicts without asking"},
 		{[]string{"mount", "--poll-interval=-1s", srv.URL(), t.TempDir()}, exitUsage, "--poll-interval must not be negative"},
 	} {

@@ -281,9 +281,6 @@ func controlSocketOf(mountpoint string) (string, error) {
 	}()
 	select {
 	case r := <-ch:
-		if errors.Is(r.err, syscall.ENODATA) {
-			return "", fmt.Errorf("%s is a read-only ftpsync-mount mount: it has no upload queue to show or flush", mountpoint)
-		}
 		if r.err != nil {
 			return "", fmt.Errorf("%s: ask the mount where its status socket is: %w", mountpoint, r.err)
 		}

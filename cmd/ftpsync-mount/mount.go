@@ -81,7 +81,7 @@ NAME.conflict-YYYYMMDD-HHMMSS.EXT. 'ftpsync-mount status' shows the queue.`,
 			if mf.daemon && os.Getenv(daemonEnv) == "" {
 				// Refuse what cannot work here, so that the exit status
 				// says what kind of error it was.
-				if _, err := mf.check(); err != nil {
+				if _, _, err := mf.check(); err != nil {
 					return err
 				}
 				return startDaemon(cmd, args)
@@ -128,16 +128,9 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(mountMemoryLimit)
 	}
-	maxSize, err := mf.check()
+	maxSize, resolve, err := mf.check()
 	if err != nil {
 		return err
-	}
-	resolve, err := mountResolution(mf.resolve)
-	if err != nil {
-		return err
-	}
-	if mf.pollInterval < 0 {
-		return &usageError{msg: "--poll-interval must not be negative (0 turns the poller off)"}
 	}
 	mp, err := filepath.Abs(mountpoint)
 	if err != nil {
@@ -279,19 +272,25 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 }
 
 // check refuses flag values that cannot work, as usage errors, and
-// returns the cache size limit.
-func (mf *mountFlags) check() (maxSize int64, err error) {
+// returns the cache size limit and how conflicts are settled.
+func (mf *mountFlags) check() (maxSize int64, resolve sync.Resolution, err error) {
 	maxSize, err = parseSize(mf.cacheMaxSize)
 	if err != nil {
-		return 0, &usageError{msg: fmt.Sprintf("--cache-max-size: %v", err)}
+		return 0, 0, &usageError{msg: fmt.Sprintf("--cache-max-size: %v", err)}
 	}
 	if mf.fsync != "" && mf.fsync != "local" && mf.fsync != "upload" {
-		return 0, &usageError{msg: fmt.Sprintf("--fsync %q: use local or upload", mf.fsync)}
+		return 0, 0, &usageError{msg: fmt.Sprintf("--fsync %q: use local or upload", mf.fsync)}
 	}
 	if mf.transfers < 0 {
-		return 0, &usageError{msg: "--transfers must be at least 1"}
+		return 0, 0, &usageError{msg: "--transfers must be at least 1"}
 	}
-	return maxSize, nil
+	if resolve, err = mountResolution(mf.resolve); err != nil {
+		return 0, 0, err
+	}
+	if mf.pollInterval < 0 {
+		return 0, 0, &usageError{msg: "--poll-interval must not be negative (0 turns the poller off)"}
+	}
+	return maxSize, resolve, nil
 }
 
 // finalFlush is the outcome of the flush at exit, for an unmount request

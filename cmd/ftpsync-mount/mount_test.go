@@ -244,6 +244,8 @@ func TestMountDaemonAndUnmount(t *testing.T) {
 		want string
 	}{
 		{[]string{"--cache-max-size", "lots", srv.URL(), mnt}, exitUsage, "is not a size"},
+		{[]string{"--poll-interval=-1s", srv.URL(), mnt}, exitUsage, "--poll-interval must not be negative"},
+		{[]string{"--resolve=ask", srv.URL(), mnt}, exitUsage, "a mount settles conflicts without asking"},
 		{[]string{srv.URL(), nonEmpty}, exitFailure, "mount point " + nonEmpty + " is not empty"},
 	} {
 		out, err := run(append([]string{"mount", "--daemon", "--cache-dir", t.TempDir()}, c.args...)...)
