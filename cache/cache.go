@@ -5,9 +5,10 @@
 // the rest; the content itself in plain files (fetched.go, local.go). It knows nothing of
 // FUSE or FTP; sync/ fills it and fs/ reads it.
 //
-// Lock order: treeMu, then a content stripe, then lruMu; openFiles.mu is
-// taken inside treeMu, never the other way round. Badger transactions
-// are taken inside any of them, never the other way round.
+// Lock order: treeMu, then a content stripe, then openFiles.mu, then
+// lruMu (removeSubtrees holds all four); never the other way round.
+// Badger transactions are taken inside any of them, never the other way
+// round.
 package cache
 
 import (
