@@ -95,6 +95,10 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		MaxWrite:     maxRequest(),
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
+		// open(O_TRUNC) comes to Open as a flag, not as a separate setattr
+		// without the handle: the truncation is the handle's, committed at
+		// its close (fileNode.Open).
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 	}
 	// Read-only: mount(2) takes it as a flag, fusermount3 as an option.
 	if os.Geteuid() == 0 {
