@@ -344,3 +344,44 @@ func TestTruncationOnFullDisk(t *testing.T) {
 	big := bytes.Repeat([]byte("n"), 900<<10)
 	newLocal(t, c, "big2", big) // fits only if the old content's space is free
 }
+
+// TestUnlinkedWhileTruncated: a file unlinked while a handle rewrites it is
+// committed without an upload and leaves nothing in data/ once released.
+func TestUnlinkedWhileTruncated(t *testing.T) {
+	c := openTest(t, t.TempDir(), 0)
+	defer c.Close()
+	ino := newLocal(t, c, "f", []byte("old content"))
+	settle(t, c)
+	if err := c.OpenLocal(ino, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.TruncateLocal(ino, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteLocal(ino, []byte("new"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Unlink(RootIno, "f"); err != nil {
+		t.Fatal(err)
+	}
+	if got := readOpen(t, c, ino); got != "new" {
+		t.Errorf("the open handle reads %q after the unlink, want %q", got, "new")
+	}
+	if err := c.Commit(ino, true); err != nil {
+		t.Fatal(err)
+	}
+	if uploadQueued(t, c, ino) {
+		t.Error("an upload is queued for an unlinked file")
+	}
+	c.Release(ino, true)
+	ents, err := os.ReadDir(c.dataDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range ents {
+		t.Errorf("left in data/: %s", d.Name())
+	}
+	if _, err := c.Get(ino); !errors.Is(err, ErrNotFound) {
+		t.Errorf("the unlinked entry: %v, want ErrNotFound", err)
+	}
+}
