@@ -89,6 +89,22 @@ func readOpen(t *testing.T, c *Cache, ino uint64) string {
 	return string(b[:got])
 }
 
+// rewrite opens file ino for writing, truncates it to size and writes data
+// there, as a handle does after open(O_TRUNC) or ftruncate; nothing is
+// committed.
+func rewrite(t *testing.T, c *Cache, ino uint64, size int64, data string) {
+	t.Helper()
+	if err := c.OpenLocal(ino, true, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.TruncateLocal(ino, size); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteLocal(ino, []byte(data), size); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func uploadQueued(t *testing.T, c *Cache, ino uint64) bool {
 	t.Helper()
 	ops, err := c.Journal()
@@ -131,15 +147,7 @@ func TestTruncationCommittedAtClose(t *testing.T) {
 		if err := c.OpenLocal(ino, false, false, nil); err != nil { // a reader
 			t.Fatal(err)
 		}
-		if err := c.OpenLocal(ino, true, false, nil); err != nil { // the writer
-			t.Fatal(err)
-		}
-		if err := c.TruncateLocal(ino, size); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.WriteLocal(ino, []byte("NEW"), size); err != nil {
-			t.Fatal(err)
-		}
+		rewrite(t, c, ino, size, "NEW") // the writer
 		kept := "old content"[:size] + "NEW"
 		if got := readOpen(t, c, ino); got != kept {
 			t.Errorf("truncate to %d: an open handle reads %q, want %q", size, got, kept)
@@ -153,15 +161,7 @@ func TestTruncationCommittedAtClose(t *testing.T) {
 		if uploadQueued(t, c, ino) {
 			t.Errorf("truncate to %d: an upload is queued for a change never closed", size)
 		}
-		if err := c.OpenLocal(ino, true, false, nil); err != nil {
-			t.Fatal(err)
-		}
-		if err := c.TruncateLocal(ino, size); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := c.WriteLocal(ino, []byte("NEW"), size); err != nil {
-			t.Fatal(err)
-		}
+		rewrite(t, c, ino, size, "NEW")
 		if err := c.Commit(ino, false); err != nil {
 			t.Fatal(err)
 		}
@@ -186,15 +186,7 @@ func TestCrashBetweenRecordAndRename(t *testing.T) {
 	c := openTest(t, dir, 0)
 	ino := newLocal(t, c, "f", []byte("old content"))
 	settle(t, c)
-	if err := c.OpenLocal(ino, true, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.TruncateLocal(ino, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.WriteLocal(ino, []byte("new"), 0); err != nil {
-		t.Fatal(err)
-	}
+	rewrite(t, c, ino, 0, "new")
 	of := c.open.get(ino)
 	c.treeMu.Lock()
 	err := c._record(ino, 3, time.Now(), 0, of.pending) // Commit, up to the crash
@@ -352,15 +344,7 @@ func TestUnlinkedWhileTruncated(t *testing.T) {
 	defer c.Close()
 	ino := newLocal(t, c, "f", []byte("old content"))
 	settle(t, c)
-	if err := c.OpenLocal(ino, true, false, nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.TruncateLocal(ino, 0); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := c.WriteLocal(ino, []byte("new"), 0); err != nil {
-		t.Fatal(err)
-	}
+	rewrite(t, c, ino, 0, "new")
 	if err := c.Unlink(RootIno, "f"); err != nil {
 		t.Fatal(err)
 	}
