@@ -513,3 +513,29 @@ func (c *Cache) OpenContent(ino uint64) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// ReleaseAll ends every handle still open once the kernel has let the
+// mount go: a close it never reported would keep the uploads of the file
+// waiting for a writer that is gone. What the handles wrote is committed
+// first.
+func (c *Cache) ReleaseAll() {
+	type handles struct {
+		ino           uint64
+		refs, writers int
+	}
+	var all []handles
+	c.open.mu.Lock()
+	for ino, of := range c.open.m {
+		all = append(all, handles{ino, of.refs, of.writers})
+	}
+	c.open.mu.Unlock()
+	for _, h := range all {
+		c.log.WithField("ino", h.ino).Warn("a file was still open when the mount went away; committing and closing it")
+		if err := c.Commit(h.ino, false); err != nil {
+			c.log.WithError(err).Warn("commit a file left open")
+		}
+		for i := range h.refs {
+			c.Release(h.ino, i < h.writers)
+		}
+	}
+}

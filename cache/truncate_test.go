@@ -417,3 +417,25 @@ func TestTruncateServerFileWithoutFetching(t *testing.T) {
 	}
 	c.Close()
 }
+
+// ReleaseAll commits and closes what the kernel never closed.
+func TestReleaseAllCommitsLeftOpen(t *testing.T) {
+	c := openTest(t, t.TempDir(), 0)
+	defer c.Close()
+	ino := newLocal(t, c, "f", []byte("old"))
+	if err := c.OpenLocal(ino, true, true, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.OpenLocal(ino, false, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteLocal(ino, []byte("new!"), 0); err != nil {
+		t.Fatal(err)
+	}
+	c.ReleaseAll()
+	if c.OpenForWrite(ino) || c.open.get(ino) != nil {
+		t.Fatal("a handle is still open after ReleaseAll")
+	}
+	wantContent(t, c, ino, "new!")
+	wantNoPending(t, c)
+}
