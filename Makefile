@@ -124,8 +124,9 @@ deb: ## build bin/ftpsync-mount_VERSION_ARCH.deb with nfpm (Depends: fuse3)
 .PHONY: FORCE
 FORCE:
 
-# Long fault runs, beyond the bounded ones in `make test`: STRESS_KILLS kill -9
-# remounts, a long seeded model test and stress-ng against a mount (root, FUSE).
+# Long fault runs, beyond the bounded ones in `make test` (which runs the kill -9
+# loop with 3 kills): STRESS_KILLS kill -9 remounts, a long seeded model test and
+# stress-ng against a mount (root, FUSE).
 STRESS_KILLS ?= 20
 STRESS_TIME  ?= 30s
 

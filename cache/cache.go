@@ -5,9 +5,11 @@
 // the rest; the content itself in plain files (fetched.go, local.go). It knows nothing of
 // FUSE or FTP; sync/ fills it and fs/ reads it.
 //
-// Lock order: treeMu, then a content stripe, then lruMu; openFiles.mu is
-// taken inside treeMu, never the other way round. Badger transactions
-// are taken inside any of them, never the other way round.
+// Lock order: an open file's commitMu, then treeMu, then a content stripe,
+// then openFiles.mu, then an open file's mu, then lruMu (removeSubtrees
+// holds a stripe, openFiles.mu and lruMu); never the other way round.
+// Badger transactions are taken inside any of them, never the other way
+// round.
 package cache
 
 import (
@@ -147,6 +149,10 @@ func Open(opts Options) (*Cache, error) {
 			return nil, fmt.Errorf("create %s: %w", d, err)
 		}
 	}
+	if err := c.recoverLocal(); err != nil {
+		c.closeDB()
+		return nil, fmt.Errorf("recover the local files: %w", err)
+	}
 	c.stopWG.Add(1)
 	go c.gcLoop(opts.GCInterval)
 	return c, nil
@@ -222,6 +228,7 @@ func (c *Cache) Close() error {
 	close(c.stop)
 	c.stopWG.Wait()
 	c.lru.closeFiles()
+	c.markClean()
 	return c.closeDB()
 }
 

@@ -17,6 +17,7 @@ import (
 //	s                  the inode sequence
 //	j<seq>             one write-back journal operation (journal.go)
 //	u<path>            upload notes of one server path (uploadnote.go)
+//	p<ino>             a truncated file's committed content not yet renamed into place (truncate.go)
 const (
 	prefixEntry   = 'e'
 	prefixChild   = 'c'

@@ -141,6 +141,16 @@ func (a *applier) change(k ChangeKind, e Entry) {
 	a.res.Changes = append(a.res.Changes, Change{Kind: k, Parent: e.Parent, Name: e.Name, Ino: e.Ino})
 }
 
+// decide asks the Decider about a file, except one open for writing: what
+// its handles write is committed at close and decides then.
+func (a *applier) decide(cached *Entry, listed *target.Entry) Verdict {
+	if a.c.OpenForWrite(cached.Ino) {
+		a.res.Deferred = true
+		return Leave
+	}
+	return a.l.Decide(cached, listed)
+}
+
 // busy reports (and remembers) a name the mount's own operations touch.
 func (a *applier) busy(name string) bool {
 	if a.c.flight.busy(target.Join(a.path, name), a.l.Mark) {
@@ -186,7 +196,7 @@ func (a *applier) merge(old []Entry) error {
 				return err
 			}
 		default:
-			switch a.l.Decide(&prev, te) {
+			switch a.decide(&prev, te) {
 			case Same:
 				a.same(prev, *te)
 			case Take:
@@ -266,7 +276,7 @@ func (a *applier) take(prev Entry, te target.Entry) {
 // It reports whether the entry is removed.
 func (a *applier) gone(e Entry) (bool, error) {
 	if !e.IsDir {
-		if a.l.Decide(&e, nil) != Drop {
+		if a.decide(&e, nil) != Drop {
 			return false, nil
 		}
 		a.removed = append(a.removed, e)
@@ -337,7 +347,7 @@ func (c *Cache) keptBelow(top Entry, p string, a *applier) (kept, error) {
 		stays := c.flight.busy(n.path, a.l.Mark)
 		if !n.e.IsDir && !stays {
 			e := n.e
-			stays = a.l.Decide(&e, nil) != Drop
+			stays = a.decide(&e, nil) != Drop
 		}
 		if !stays {
 			continue

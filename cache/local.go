@@ -20,13 +20,36 @@ import (
 // order of two steps at close and fsync: the file's bytes are written (and
 // at fsync synced) before the Badger transaction that records the new size
 // and queues the upload commits. After kill -9 the page cache still holds
-// both; after a power loss what fsync covered is there. The file is the
-// truth for content; a crash between the two steps leaves newer bytes in
-// the file than the entry says, which the upload then sends.
+// both; after a power loss what fsync covered is there. Writes land in the
+// file in place, so a crash between the two steps leaves bytes past the size
+// the entry records; the next Open cuts them off (recover.go). A truncation
+// below the committed size is not made in place: the file gets new content
+// that replaces data/<ino> only at commit (truncate.go), so a crash before
+// the close leaves the content last closed.
 
-// openFile is a local file open through the mount.
+// openFile is a local file open through the mount, shared by all its
+// handles, so that they see one content.
 type openFile struct {
-	f         *os.File
+	// commitMu serialises Commit and TruncateLocal of the file, so that a
+	// truncation never starts new content while a commit moves the previous
+	// one into place.
+	commitMu sync.Mutex
+	// mu is held shared while f is read, written or looked at, and
+	// exclusively while it is replaced or closed, so that no read or write
+	// lands in a file closed under it.
+	mu sync.RWMutex
+	f  *os.File // nil once the last handle is released
+	// pending is the path of f while f holds a truncation's content not yet
+	// committed (a new file in data/ that Commit moves over data/<ino>); ""
+	// while f is data/<ino>. Written with commitMu and openFiles.mu held,
+	// read with either.
+	pending string
+	// fromServer, while pending holds the first content of a file that was
+	// served from the server (opened with O_TRUNC, its old content never
+	// fetched), is the server's state at that open: the commit makes the
+	// file local with it as the last-synced state. Guarded like pending.
+	fromServer *Entry
+
 	refs      int       // open handles
 	writers   int       // handles open for writing
 	dirty     bool      // written since the last commit
@@ -40,8 +63,12 @@ const noWrite = int64(1<<63 - 1)
 
 // openFiles tracks the open local files by inode.
 type openFiles struct {
-	mu sync.Mutex // protects m and every openFile's fields but f's content
+	mu sync.Mutex // protects m, and the fields of every openFile from refs on
 	m  map[uint64]*openFile
+	// unclean is set when a file was released with changes not committed
+	// (its commit failed): Close then leaves no clean mark, so that the
+	// next Open cuts its local file back to the recorded size.
+	unclean bool
 }
 
 func (o *openFiles) init() { o.m = make(map[uint64]*openFile) }
@@ -69,8 +96,13 @@ func (c *Cache) removeLocalFile(ino uint64) {
 type Filler func(e Entry, w io.WriterAt) error
 
 // OpenLocal opens file ino for a handle, first copying its server content
-// into a local file unless it is local already (or trunc makes the content
-// irrelevant). Every OpenLocal is matched by one Release.
+// into a local file unless it is local already. Every OpenLocal is matched
+// by one Release. trunc (with write) also truncates the file to size 0,
+// like TruncateLocal, for the caller to commit; a server file is then not
+// copied: its local copy starts empty, recorded with its upload queued at
+// once. That suits a truncation committed at once (truncate(2)); a handle
+// opened with O_TRUNC, whose truncation waits for its close, opens without
+// trunc and calls TruncateLocal.
 func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 	for try := 0; ; try++ {
 		e, err := c.Get(ino)
@@ -80,8 +112,15 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 		if e.IsDir {
 			return fmt.Errorf("open inode %d: %w", ino, ErrIsDir)
 		}
+		if !e.Local && trunc && write {
+			done, err := c.openFromServerTruncated(e, write)
+			if done || err != nil {
+				return err
+			}
+			continue // a handle made it local meanwhile
+		}
 		if !e.Local {
-			err := c.materialize(e, trunc, fill)
+			err := c.materialize(e, false, fill)
 			if errors.Is(err, ErrStale) && try < 3 {
 				continue // the server's version changed while it was copied
 			}
@@ -97,11 +136,11 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 		}
 		c.open.mu.Unlock()
 	}
-	defer c.open.mu.Unlock()
 	of := c.open.m[ino]
 	if of == nil {
 		f, err := os.OpenFile(c.localPath(ino), os.O_RDWR, 0o600)
 		if err != nil {
+			c.open.mu.Unlock()
 			return fmt.Errorf("open the local content of inode %d: %w", ino, err)
 		}
 		of = &openFile{f: f, minWrite: noWrite}
@@ -111,11 +150,12 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 	if write {
 		of.writers++
 	}
+	c.open.mu.Unlock()
 	if trunc && write {
-		if err := of.f.Truncate(0); err != nil {
-			return fmt.Errorf("truncate inode %d: %w", ino, err)
+		if err := c.TruncateLocal(ino, 0); err != nil {
+			c.Release(ino, write)
+			return err
 		}
-		of.dirty, of.lastWrite, of.mtime, of.minWrite = true, time.Now(), time.Time{}, 0
 	}
 	return nil
 }
@@ -163,10 +203,12 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 			}
 		}
 		side := SideState{Size: cur.Size, ModTime: cur.ModTime, Precision: cur.Precision}
+		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote, cur.Grown = true, true, side, side, !empty
 		if empty {
+			// Emptied: a change for the server, queued with it.
 			cur.Size = 0
+			return t.changed(cur)
 		}
-		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote, cur.Grown = true, true, side, side, true
 		return t.put(cur)
 	})
 	if err != nil {
@@ -174,6 +216,29 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 	}
 	c.dropContent(e.Ino)
 	return nil
+}
+
+// openFromServerTruncated opens a file served from the server with
+// O_TRUNC: its old content is not fetched, only to be thrown away (nor can
+// it be, where the server deleted the file meanwhile). The handle gets
+// empty new content (truncate.go) and the entry stays a server file until
+// the commit at close makes it local; a crash before then leaves it as it
+// was. It reports false if the file became local meanwhile (the caller
+// opens it as such).
+func (c *Cache) openFromServerTruncated(e Entry, write bool) (bool, error) {
+	c.open.mu.Lock()
+	defer c.open.mu.Unlock()
+	if of := c.open.m[e.Ino]; of != nil || c.isLocal(e.Ino) {
+		return false, nil
+	}
+	tmp, err := os.CreateTemp(c.dataDir(), strconv.FormatUint(e.Ino, 10)+pendingMark+"*")
+	if err != nil {
+		return false, fmt.Errorf("open inode %d: %w", e.Ino, err)
+	}
+	from := e
+	c.open.m[e.Ino] = &openFile{f: tmp, pending: tmp.Name(), fromServer: &from, refs: 1, writers: 1,
+		dirty: true, lastWrite: time.Now(), minWrite: 0}
+	return true, nil
 }
 
 // isLocal reports whether ino's content is in its local file now.
@@ -185,11 +250,16 @@ func (c *Cache) isLocal(ino uint64) bool {
 // ReadLocal reads a local file's content at off.
 func (c *Cache) ReadLocal(ino uint64, p []byte, off int64) (int, error) {
 	if of := c.open.get(ino); of != nil {
-		n, err := of.f.ReadAt(p, off)
-		if errors.Is(err, io.EOF) {
-			err = nil
+		of.mu.RLock()
+		if of.f != nil {
+			n, err := of.f.ReadAt(p, off)
+			of.mu.RUnlock()
+			if errors.Is(err, io.EOF) {
+				err = nil
+			}
+			return n, err
 		}
-		return n, err
+		of.mu.RUnlock()
 	}
 	f, err := os.Open(c.localPath(ino))
 	if err != nil {
@@ -215,26 +285,42 @@ func (c *Cache) WriteLocal(ino uint64, p []byte, off int64) (int, error) {
 	if of == nil {
 		return 0, fmt.Errorf("write inode %d: not open", ino)
 	}
+	of.mu.RLock()
+	defer of.mu.RUnlock()
+	if of.f == nil {
+		return 0, fmt.Errorf("write inode %d: not open", ino)
+	}
 	return of.f.WriteAt(p, off)
 }
 
-// TruncateLocal changes an open local file's size.
+// TruncateLocal changes an open local file's size, for every handle at
+// once; like a write, the change is recorded at the next Commit.
 func (c *Cache) TruncateLocal(ino uint64, size int64) error {
-	c.open.mu.Lock()
-	defer c.open.mu.Unlock()
-	of := c.open.m[ino]
+	of := c.open.get(ino)
 	if of == nil {
 		return fmt.Errorf("truncate inode %d: not open", ino)
 	}
+	of.commitMu.Lock()
+	defer of.commitMu.Unlock()
+	if err := c.truncateOpen(ino, of, size); err != nil {
+		return fmt.Errorf("truncate inode %d: %w", ino, err)
+	}
+	c.open.mu.Lock()
 	of.dirty, of.lastWrite, of.mtime = true, time.Now(), time.Time{}
 	of.minWrite = min(of.minWrite, size)
-	return of.f.Truncate(size)
+	c.open.mu.Unlock()
+	return nil
 }
 
 // OpenSize returns the current size of an open local file.
 func (c *Cache) OpenSize(ino uint64) (int64, bool) {
 	of := c.open.get(ino)
 	if of == nil {
+		return 0, false
+	}
+	of.mu.RLock()
+	defer of.mu.RUnlock()
+	if of.f == nil {
 		return 0, false
 	}
 	st, err := of.f.Stat()
@@ -255,54 +341,66 @@ func (c *Cache) OpenForWrite(ino uint64) bool {
 
 // Commit records what was written to an open file since the last commit:
 // the new size and mtime, and the upload queued (or moved to the journal's
-// end), in one transaction. durable also syncs the file before and the
-// journal after, for fsync.
+// end), in one transaction; a truncation's new content then replaces the
+// old (truncate.go). durable also syncs the file before and the journal
+// after, for fsync.
 func (c *Cache) Commit(ino uint64, durable bool) error {
-	c.open.mu.Lock()
-	of := c.open.m[ino]
-	var dirty bool
-	var mtime time.Time
-	minWrite := noWrite
-	if of != nil {
-		dirty, mtime, minWrite = of.dirty, of.mtime, of.minWrite
-		if mtime.IsZero() {
-			mtime = of.lastWrite
-		}
-		of.dirty, of.minWrite = false, noWrite
-	}
-	c.open.mu.Unlock()
-	if of == nil || !dirty && !durable {
+	of := c.open.get(ino)
+	if of == nil {
 		return nil
 	}
+	of.commitMu.Lock()
+	defer of.commitMu.Unlock()
+	c.open.mu.Lock()
+	dirty, mtime, minWrite := of.dirty, of.mtime, of.minWrite
+	if mtime.IsZero() {
+		mtime = of.lastWrite
+	}
+	of.dirty, of.minWrite = false, noWrite
+	pending, fromServer := of.pending, of.fromServer
+	c.open.mu.Unlock()
+	dirty = dirty || pending != ""
+	if !dirty && !durable {
+		return nil
+	}
+	of.mu.RLock()
+	var err error
 	if durable {
-		if err := of.f.Sync(); err != nil {
-			return fmt.Errorf("sync inode %d: %w", ino, err)
+		if err = of.f.Sync(); err != nil {
+			err = fmt.Errorf("sync inode %d: %w", ino, err)
 		}
 	}
-	if dirty {
-		st, err := of.f.Stat()
-		if err != nil {
-			return fmt.Errorf("commit inode %d: %w", ino, err)
+	var st os.FileInfo
+	if err == nil && dirty {
+		if st, err = of.f.Stat(); err != nil {
+			err = fmt.Errorf("commit inode %d: %w", ino, err)
 		}
+	}
+	of.mu.RUnlock()
+	if err == nil && dirty {
 		c.treeMu.Lock()
-		err = c._update(func(t *tx) error {
-			e, err := t.get(ino)
-			if err != nil {
-				return err
-			}
-			e.Size, e.ModTime, e.Precision = st.Size(), mtime.UTC(), 0
-			if !e.Synced || minWrite < e.SyncLocal.Size || st.Size() < e.SyncLocal.Size {
-				e.Grown = false
-			}
-			return t.changed(e)
-		})
+		err = c._record(ino, st.Size(), mtime, minWrite, pending, fromServer)
+		if err == nil && pending != "" {
+			err = c._placeContent(ino, of, durable)
+		}
+		if err == nil && fromServer != nil {
+			c.open.mu.Lock()
+			of.fromServer = nil
+			c.open.mu.Unlock()
+			c.dropContent(ino)
+		}
 		c.treeMu.Unlock()
 		if err != nil {
+			err = fmt.Errorf("commit inode %d: %w", ino, err)
+		}
+	}
+	if err != nil {
+		if dirty {
 			c.open.mu.Lock()
 			of.dirty, of.minWrite = true, min(of.minWrite, minWrite)
 			c.open.mu.Unlock()
-			return fmt.Errorf("commit inode %d: %w", ino, err)
 		}
+		return err
 	}
 	if durable {
 		if err := c.db.Sync(); err != nil {
@@ -310,6 +408,43 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 		}
 	}
 	return nil
+}
+
+// _record is Commit's transaction: the file's new size and mtime, its
+// upload queued, and the place note of new content; c.treeMu is held.
+func (c *Cache) _record(ino uint64, size int64, mtime time.Time, minWrite int64, pending string, fromServer *Entry) error {
+	return c._update(func(t *tx) error {
+		e, err := t.get(ino)
+		if err != nil {
+			return err
+		}
+		if fromServer != nil && !e.Local {
+			// A server file rewritten from nothing becomes local; what the
+			// server held at the open is its last-synced state, so that a
+			// change made there since is a conflict at upload.
+			idxs, err := blockIndexes(t.txn, ino)
+			if err != nil {
+				return err
+			}
+			for _, idx := range idxs {
+				if err := t.txn.Delete(blockKey(ino, idx)); err != nil {
+					return err
+				}
+			}
+			side := SideState{Size: fromServer.Size, ModTime: fromServer.ModTime, Precision: fromServer.Precision}
+			e.Local, e.Synced, e.SyncLocal, e.SyncRemote, e.Seen = true, true, side, side, fromServer.Seen
+		}
+		e.Size, e.ModTime, e.Precision = size, mtime.UTC(), 0
+		if !e.Synced || minWrite < e.SyncLocal.Size || size < e.SyncLocal.Size {
+			e.Grown = false
+		}
+		if pending != "" {
+			if err := t.notePlace(ino, pending); err != nil {
+				return err
+			}
+		}
+		return t.changed(e)
+	})
 }
 
 // changed marks a local file's content or mtime changed and queues its
@@ -330,13 +465,14 @@ func (t *tx) changed(e Entry) error {
 }
 
 // Release ends a handle opened by OpenLocal. The last one closes the file
-// and, if the file was unlinked meanwhile, deletes it.
+// and, if the file was unlinked meanwhile, deletes it. A truncation not
+// committed by then (its commit failed) is dropped with its new content.
 func (c *Cache) Release(ino uint64, write bool) {
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	c.open.mu.Lock()
 	of := c.open.m[ino]
-	last := false
+	last, pending := false, ""
 	if of != nil {
 		of.refs--
 		if write {
@@ -344,19 +480,24 @@ func (c *Cache) Release(ino uint64, write bool) {
 		}
 		if of.refs <= 0 {
 			delete(c.open.m, ino)
+			last, pending = true, of.pending
+			c.open.unclean = c.open.unclean || of.dirty || pending != ""
+			of.mu.Lock()
 			of.f.Close()
-			last = true
+			of.f = nil
+			of.mu.Unlock()
 		}
 	}
 	c.open.mu.Unlock()
+	if pending != "" {
+		c.log.WithField("ino", ino).Warn("a truncation whose commit failed is dropped; the file keeps its content as last closed")
+		if err := os.Remove(pending); err != nil {
+			c.log.WithError(err).Warn("remove a truncated file's uncommitted content")
+		}
+	}
 	if last {
 		if e, err := c.Get(ino); err == nil && e.Parent == 0 && ino != RootIno {
-			err := c._update(func(t *tx) error {
-				t.drops = append(t.drops, ino)
-				t.files = append(t.files, ino)
-				return t.txn.Delete(entryKey(ino))
-			})
-			if err != nil {
+			if err := c._forgetUnlinked(ino); err != nil {
 				c.log.WithError(err).Warn("remove an unlinked file")
 			}
 		}
@@ -371,4 +512,30 @@ func (c *Cache) OpenContent(ino uint64) (*os.File, error) {
 		return nil, fmt.Errorf("open the local content of inode %d: %w", ino, err)
 	}
 	return f, nil
+}
+
+// ReleaseAll ends every handle still open once the kernel has let the
+// mount go: a close it never reported would keep the uploads of the file
+// waiting for a writer that is gone. What the handles wrote is committed
+// first.
+func (c *Cache) ReleaseAll() {
+	type handles struct {
+		ino           uint64
+		refs, writers int
+	}
+	var all []handles
+	c.open.mu.Lock()
+	for ino, of := range c.open.m {
+		all = append(all, handles{ino, of.refs, of.writers})
+	}
+	c.open.mu.Unlock()
+	for _, h := range all {
+		c.log.WithField("ino", h.ino).Warn("a file was still open when the mount went away; committing and closing it")
+		if err := c.Commit(h.ino, false); err != nil {
+			c.log.WithError(err).Warn("commit a file left open")
+		}
+		for i := range h.refs {
+			c.Release(h.ino, i < h.writers)
+		}
+	}
 }

@@ -48,9 +48,16 @@ func (n *fileNode) Getattr(ctx context.Context, f gofs.FileHandle, out *fuse.Att
 // the server.
 func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
 	write := flags&syscall.O_ACCMODE != syscall.O_RDONLY
-	trunc := flags&syscall.O_TRUNC != 0 && write
-	if n.fs.opts.ReadOnly && (write || flags&syscall.O_TRUNC != 0) {
+	trunc := flags&syscall.O_TRUNC != 0
+	if n.fs.opts.ReadOnly && (write || trunc) {
 		return nil, 0, syscall.EROFS
+	}
+	if trunc && !write {
+		// Linux truncates on O_RDONLY|O_TRUNC too; no handle will commit it.
+		if errno := n.truncate(ctx, 0); errno != 0 {
+			return nil, 0, errno
+		}
+		trunc = false
 	}
 	e, err := n.fs.opts.Cache.Get(n.ino())
 	if err != nil {
@@ -60,6 +67,8 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if !write && !e.Local {
 		return &handle{node: n}, fuse.FOPEN_KEEP_CACHE, 0
 	}
+	// The handle's truncation is committed with its writes at close; a
+	// file served from the server is not fetched only to be cut.
 	if err := n.fs.opts.Cache.OpenLocal(n.ino(), write, trunc, n.fs.fill(ctx)); err != nil {
 		return nil, 0, n.fs.toErrno("open", err)
 	}
@@ -128,22 +137,24 @@ func (n *fileNode) Removexattr(ctx context.Context, attr string) syscall.Errno {
 // Setattr changes size (truncate), mtime and mode. Mode is kept in the cache
 // and shown (the FTP target cannot set it); owners are not ours to change
 // and are ignored, as on most network mounts.
+//
+// A size change through a handle open for writing (ftruncate, and the
+// truncation of open(O_TRUNC), which the kernel sends as a setattr on the
+// new handle) belongs to that handle and is committed with its writes at
+// close or fsync, so that a crash before the close leaves the file as last
+// closed. A truncate(2) by path is committed at once.
 func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
 	if n.fs.opts.ReadOnly {
 		return syscall.EROFS
 	}
 	c, ino := n.fs.opts.Cache, n.ino()
 	if size, ok := in.GetSize(); ok {
-		if err := c.OpenLocal(ino, true, size == 0, n.fs.fill(ctx)); err != nil {
-			return n.fs.toErrno("truncate", err)
-		}
-		err := c.TruncateLocal(ino, int64(size))
-		if err == nil {
-			err = c.Commit(ino, false)
-		}
-		c.Release(ino, true)
-		if err != nil {
-			return n.fs.toErrno("truncate", err)
+		if h, ok := f.(*handle); ok && h.write {
+			if err := c.TruncateLocal(ino, int64(size)); err != nil {
+				return n.fs.toErrno("truncate", err)
+			}
+		} else if errno := n.truncate(ctx, int64(size)); errno != 0 {
+			return errno
 		}
 	}
 	if mode, ok := in.GetMode(); ok {
@@ -162,6 +173,21 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 		}
 	}
 	return n.Getattr(ctx, f, out)
+}
+
+// truncate sets the size of a file no handle of the caller's changes, and
+// commits it.
+func (n *fileNode) truncate(ctx context.Context, size int64) syscall.Errno {
+	c, ino := n.fs.opts.Cache, n.ino()
+	if err := c.OpenLocal(ino, true, size == 0, n.fs.fill(ctx)); err != nil {
+		return n.fs.toErrno("truncate", err)
+	}
+	err := c.TruncateLocal(ino, size)
+	if err == nil {
+		err = c.Commit(ino, false)
+	}
+	c.Release(ino, true)
+	return n.fs.toErrno("truncate", err)
 }
 
 func (n *fileNode) OnForget() { n.fs.opts.Notifier.forget(n.ino(), n.EmbeddedInode()) }

@@ -95,11 +95,9 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		MaxWrite:     maxRequest(),
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
-		// O_TRUNC arrives with the open instead of as a truncate after
-		// it: the old content is then never fetched only to be thrown
-		// away (a file deleted on the server meanwhile could not be
-		// fetched at all), and the truncation is committed with the
-		// writes at close, not on its own.
+		// open(O_TRUNC) comes to Open as a flag, not as a separate setattr
+		// without the handle: the truncation is the handle's, committed at
+		// its close (fileNode.Open).
 		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
 	}
 	// Read-only: mount(2) takes it as a flag, fusermount3 as an option.
@@ -180,7 +178,9 @@ func (fsys *filesystem) toErrno(op string, err error) syscall.Errno {
 // fillAttr fills kernel attributes from a cache entry; a file open through
 // the mount shows its local file's current size.
 func (fsys *filesystem) fillAttr(e cache.Entry, a *fuse.Attr) {
-	if !e.IsDir && e.Local {
+	if !e.IsDir {
+		// An open file's size is its handle's (a server file rewritten
+		// with O_TRUNC is local only from its close).
 		if n, ok := fsys.opts.Cache.OpenSize(e.Ino); ok {
 			e.Size = n
 		}

@@ -100,11 +100,16 @@ func (o kop) apply(root string) error {
 }
 
 // adopt makes the reference hold what the mount shows at the paths of an
-// operation the kill interrupted: it may have happened, not happened, or
-// (a write cut between create and close) happened in part, as after any
-// crash. Everything before it must be exactly in place.
+// operation the kill interrupted: it may have happened or not, as after
+// any crash. Everything before it must be exactly in place. A write or an
+// append shows whole or not at all, never in part (a new file that the
+// kill cut after its creation is empty): the mount commits a file's
+// content at close.
 func adopt(t *testing.T, o kop, mnt, ref string) {
 	t.Helper()
+	if o.kind == "write" || o.kind == "append" {
+		checkWhole(t, o, mnt, ref)
+	}
 	for _, p := range []string{o.a, o.b} {
 		if p == "" {
 			continue
@@ -135,6 +140,30 @@ func adopt(t *testing.T, o kop, mnt, ref string) {
 	}
 }
 
+// checkWhole fails the test if the mount shows a write or an append cut by
+// the kill in part; ref still holds the file as it was before it.
+func checkWhole(t *testing.T, o kop, mnt, ref string) {
+	t.Helper()
+	got, err := os.ReadFile(filepath.Join(mnt, o.a))
+	before, berr := os.ReadFile(filepath.Join(ref, o.a))
+	existed := berr == nil
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		if !existed {
+			return // not created
+		}
+	case err != nil:
+		t.Fatalf("read %s after the remount: %v", o.a, err)
+	case existed && bytes.Equal(got, before), !existed && len(got) == 0:
+		return // not done
+	case o.kind == "write" && bytes.Equal(got, o.data),
+		o.kind == "append" && bytes.Equal(got, append(before, o.data...)):
+		return // done
+	}
+	t.Errorf("the kill cut %s %s: the mount shows %d bytes (%v), neither the %d before (existed %v) nor the whole %s of %d bytes",
+		o.kind, o.a, len(got), err, len(before), existed, o.kind, len(o.data))
+}
+
 // TestKill9MixedWorkloadLoop kills the mount with SIGKILL at a random
 // moment of a seeded mixed workload (writes, appends, renames, removals,
 // folders) with uploads in flight, remounts the same cache and goes on,
@@ -142,14 +171,6 @@ func adopt(t *testing.T, o kop, mnt, ref string) {
 // remount the mount shows every completed operation; after the last
 // unmount the server's folder equals the reference folder.
 func TestKill9MixedWorkloadLoop(t *testing.T) {
-	// About one run in fifty still fails on a known defect: a kill between
-	// an O_TRUNC open and its close leaves the cut cached copy in the mount
-	// while the server keeps the old content (cache/local.go writes in
-	// place; docs/guarantees.md, known limits). Until that is fixed the loop
-	// runs in make stress (FTPSYNC_KILLS set), not in every make test.
-	if os.Getenv("FTPSYNC_KILLS") == "" {
-		t.Skip("the kill -9 loop runs in make stress (FTPSYNC_KILLS=N); see the known limit in docs/guarantees.md")
-	}
 	kills := envInt(t, "FTPSYNC_KILLS", 3)
 	bin := buildBinary(t)
 	srv := ftpdtest.Start(t)

@@ -264,7 +264,7 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	}
 	go ctrl.serve()
 	ready()
-	err = serveUntilDone(ctx, g, server, mp, wb)
+	err = serveUntilDone(ctx, g, server, mp, c, wb)
 	fin.err = err
 	close(fin.done)
 	ctrl.close()
@@ -304,7 +304,7 @@ type finalFlush struct {
 // SIGTERM (or ctx's end). A busy mount point is reported and left mounted;
 // a second signal detaches it lazily. Once unmounted, everything pending is
 // uploaded before it returns (exitFlush).
-func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, mp string, wb *sync.Writeback) error {
+func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, mp string, c *cache.Cache, wb *sync.Writeback) error {
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
@@ -318,6 +318,7 @@ func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, 
 		select {
 		case <-done:
 			g.log.Infof("unmounted %s", mp)
+			c.ReleaseAll()
 			return exitFlush(g, wb, sig)
 		case <-ctx.Done():
 		case <-sig:
@@ -329,6 +330,7 @@ func serveUntilDone(ctx context.Context, g *globalOptions, server *fuse.Server, 
 				return fmt.Errorf("unmount %s: %w", mp, err)
 			}
 			<-done
+			c.ReleaseAll()
 			return exitFlush(g, wb, sig)
 		}
 		if err := server.Unmount(); err != nil {
