@@ -485,6 +485,8 @@ func newUnmountCmd(g *globalOptions) *cobra.Command {
 		Long: `unmount uploads every pending change, showing progress, then detaches the
 mount. It exits non-zero naming what could not be uploaded; that stays
 queued and is uploaded by the next mount of the same cache.`,
+		Example: `  ftpsync-mount unmount ~/site
+  ftpsync-mount unmount ~/site || ftpsync-mount status ~/site   # what stayed queued`,
 		Args: exactArgs(1, "ftpsync-mount unmount MOUNTPOINT"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			mp, err := filepath.Abs(args[0])
