@@ -227,6 +227,9 @@ func (m *testMount) flush(t *testing.T) {
 	if m.wb == nil {
 		t.Fatal("flush: this mount has no write-back runner")
 	}
+	// As the command does: a close the kernel did not report before the
+	// unmount must not keep the flush waiting.
+	m.cache.ReleaseAll()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	if err := m.wb.Flush(ctx); err != nil {
