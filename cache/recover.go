@@ -102,8 +102,13 @@ func (c *Cache) recoverLocal() error {
 			}
 		}
 	}
-	c.log.WithField("temporary", temps).WithField("cut", cut).WithField("removed", gone).
-		Info("the cache was not closed: local files checked against their records")
+	log := c.log.WithField("temporary", temps).WithField("cut", cut).WithField("removed", gone)
+	if temps+cut+gone == 0 {
+		// A new cache, or a crash that left nothing half done.
+		log.Debug("the cache was not closed: local files checked against their records")
+	} else {
+		log.Info("the cache was not closed: local files checked against their records")
+	}
 	return nil
 }
 
