@@ -97,8 +97,9 @@ $(GEN)/stamp: $(GEN)/ftpsync-mount
 
 install: $(GEN)/stamp ## install binary, man pages, completion, mount helper and systemd unit (PREFIX, DESTDIR)
 	install -Dm755 $(GEN)/ftpsync-mount $(DESTDIR)$(BINDIR)/ftpsync-mount
-	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(SBINDIR)
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(SBINDIR)
 	install -m644 $(GEN)/man/*.1.gz $(DESTDIR)$(MANDIR)/man1/
+	ln -sf ../man1/ftpsync-mount-mount-helper.1.gz $(DESTDIR)$(MANDIR)/man8/mount.ftpsync-mount.8.gz
 	install -Dm644 $(GEN)/completion/ftpsync-mount $(DESTDIR)$(DATADIR)/bash-completion/completions/ftpsync-mount
 	install -Dm644 $(GEN)/completion/_ftpsync-mount $(DESTDIR)$(ZSHCOMPDIR)/_ftpsync-mount
 	install -Dm644 $(GEN)/completion/ftpsync-mount.fish $(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ftpsync-mount.fish
@@ -109,16 +110,23 @@ install: $(GEN)/stamp ## install binary, man pages, completion, mount helper and
 uninstall: ## remove what install put in place (same PREFIX, DESTDIR)
 	rm -f $(DESTDIR)$(BINDIR)/ftpsync-mount $(DESTDIR)$(SBINDIR)/mount.ftpsync-mount \
 		$(DESTDIR)$(MANDIR)/man1/ftpsync-mount.1.gz $(DESTDIR)$(MANDIR)/man1/ftpsync-mount-*.1.gz \
+		$(DESTDIR)$(MANDIR)/man8/mount.ftpsync-mount.8.gz \
 		$(DESTDIR)$(DATADIR)/bash-completion/completions/ftpsync-mount \
 		$(DESTDIR)$(ZSHCOMPDIR)/_ftpsync-mount \
 		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/ftpsync-mount.fish \
 		$(DESTDIR)$(UNITDIR)/ftpsync-mount@.service
 	rm -rf $(DESTDIR)$(DATADIR)/doc/ftpsync-mount/examples
 
-deb: ## build bin/ftpsync-mount_VERSION_ARCH.deb with nfpm (Depends: fuse3)
-	rm -rf $(PKGROOT) $(GEN)
+# The binary links glibc (cgo: the system's resolver, for mDNS names like nas.local,
+# and its user database), so the package depends on the newest glibc symbol
+# version it uses, as dpkg-shlibdeps would say; a binary built without cgo
+# needs no libc6 and gets no such line.
+deb: ## build bin/ftpsync-mount_VERSION_ARCH.deb with nfpm (Depends: fuse3, libc6)
+	rm -rf $(PKGROOT) $(GEN) bin/ftpsync-mount_*.deb
 	$(MAKE) --no-print-directory install DESTDIR=$(CURDIR)/$(PKGROOT) PREFIX=/usr SBINDIR=/usr/sbin ZSHCOMPDIR=/usr/share/zsh/vendor-completions
-	VERSION='$(VERSION)' ARCH=$$($(GO) env GOARCH) $(GO) run $(NFPM) package \
+	command -v objdump >/dev/null || { echo "make deb: objdump (binutils) is needed to read the glibc version the binary needs"; exit 1; }
+	glibc=$$({ objdump -T $(GEN)/ftpsync-mount 2>/dev/null || true; } | grep -o 'GLIBC_[0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n1 || true); \
+	LIBC_DEPENDS=$${glibc:+"libc6 (>= $$glibc)"} VERSION='$(VERSION)' ARCH=$$($(GO) env GOARCH) $(GO) run $(NFPM) package \
 		--config packaging/nfpm.yaml --packager deb --target bin/
 
 .PHONY: FORCE
