@@ -79,7 +79,7 @@ NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.0
 PKGROOT     := bin/pkg
 GEN         := bin/gen
 
-.PHONY: install uninstall deb
+.PHONY: install uninstall deb deb-test
 
 # Built here rather than through `build` so that the binary knows its version.
 $(GEN)/ftpsync-mount: FORCE
@@ -128,6 +128,10 @@ deb: ## build bin/ftpsync-mount_VERSION_ARCH.deb with nfpm (Depends: fuse3, libc
 	glibc=$$({ objdump -T $(GEN)/ftpsync-mount 2>/dev/null || true; } | grep -o 'GLIBC_[0-9.]*' | sed 's/^GLIBC_//' | sort -uV | tail -n1 || true); \
 	LIBC_DEPENDS=$${glibc:+"libc6 (>= $$glibc)"} VERSION='$(VERSION)' ARCH=$$($(GO) env GOARCH) $(GO) run $(NFPM) package \
 		--config packaging/nfpm.yaml --packager deb --target bin/
+
+# Downloads a Debian root once (cached in FTPSYNC_DEB_CACHE), so not part of `make test`.
+deb-test: ## make deb, then install and mount it in a clean Debian 12 chroot (root; needs Debian's mirror)
+	scripts/test-deb.sh
 
 .PHONY: FORCE
 FORCE:
