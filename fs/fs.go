@@ -61,6 +61,10 @@ type Options struct {
 	Debug      bool   // trace every kernel request (log level trace)
 }
 
+// FsName is the filesystem's name: the mount table shows the type
+// fuse.ftpsync-mount, the type fstab lines and mount -t give.
+const FsName = "ftpsync-mount"
+
 // filesystem holds what every node shares.
 type filesystem struct {
 	opts Options // read only
@@ -89,7 +93,7 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 	negative := 10 * time.Second
 	mo := fuse.MountOptions{
 		FsName:       opts.FsName,
-		Name:         "ftpsync",
+		Name:         FsName,
 		AllowOther:   opts.AllowOther,
 		MaxReadAhead: 1 << 20,
 		MaxWrite:     maxRequest(),

@@ -10,16 +10,18 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/fs"
 )
 
 // ourFsType is the type our mounts have in the mount table (go-fuse's
-// "fuse." and the name fs.Mount gives).
-const ourFsType = "fuse.ftpsync"
+// "fuse." and the name fs.Mount gives), the type fstab lines name.
+const ourFsType = "fuse." + fs.FsName
 
 // mountEntry is one line of /proc/self/mountinfo.
 type mountEntry struct {
 	point  string // the mount point, unescaped
-	fstype string // like ext4, tmpfs or fuse.ftpsync
+	fstype string // like ext4, tmpfs or fuse.ftpsync-mount
 	source string // what is mounted, as the filesystem names it
 }
 
