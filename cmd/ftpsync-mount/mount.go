@@ -117,6 +117,11 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(mountMemoryLimit)
 	}
+	stopProfile, err := startCPUProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	maxSize, err := parseSize(mf.cacheMaxSize)
 	if err != nil {
 		return &usageError{msg: fmt.Sprintf("--cache-max-size: %v", err)}
