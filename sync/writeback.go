@@ -92,7 +92,10 @@ type Writeback struct {
 	notes  bool
 	loaded bool // the journal was read
 	idle   bool // the last round found nothing to start or wait for
-	stats  wbStats
+	// openWait is set when the last round left an upload waiting for its
+	// file to be closed: only then does a close need a new round.
+	openWait bool
+	stats    wbStats
 }
 
 // opState is the runner's view of one journal operation.
@@ -169,9 +172,14 @@ func (w *Writeback) hook(ev cache.JournalEvent) {
 			delete(w.ops, seq)
 		}
 	}
+	// A close (Wake alone) matters only to an upload waiting for it; tar x
+	// closes thousands of files that nothing waits for yet.
+	wake := len(ev.Removed) > 0 || w.openWait
 	w.mu.Unlock()
 	if len(ev.Added) == 0 {
-		w.signal() // something may have been unblocked: look at once
+		if wake {
+			w.signal() // something may have been unblocked: look at once
+		}
 		return
 	}
 	select {
@@ -279,6 +287,14 @@ func (w *Writeback) loop() {
 // no earlier unfinished operation touches the same path, an ancestor or a
 // descendant of it.
 func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
+	// Finished operations leave the head at once: every round walks the
+	// order from the head, and while the queue drains behind a long tar x
+	// thousands of them would be walked again each round.
+	head := 0
+	for head < len(w.order) && w.ops[w.order[head]] == nil {
+		head++
+	}
+	w.order = w.order[head:]
 	if len(w.order) > 2*len(w.ops)+64 {
 		live := w.order[:0]
 		for _, seq := range w.order {
@@ -292,6 +308,7 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 	busyAnc := make(map[string]bool) // their proper ancestors
 	scanned, timeWaiting := 0, 0
 	waiting := false
+	w.openWait = false
 	for _, seq := range w.order {
 		st := w.ops[seq]
 		if st == nil {
@@ -304,8 +321,9 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			break
 		}
 		scanned++
+		paths := st.op.Paths()
 		conflict := false
-		for _, p := range st.op.Paths() {
+		for _, p := range paths {
 			if busy[p] || busyAnc[p] || hasBusyAncestor(busy, p) {
 				conflict = true
 			}
@@ -327,13 +345,14 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 				}
 			case st.op.Kind == cache.OpUpload && !forced && w.opts.Cache.OpenForWrite(st.op.Ino):
 				waiting = true // Release wakes us
+				w.openWait = true
 			default:
 				st.running = true
 				w.running++
 				start = append(start, st)
 			}
 		}
-		for _, p := range st.op.Paths() {
+		for _, p := range paths {
 			busy[p] = true
 			for d := parentPath(p); d != ""; d = parentPath(d) {
 				busyAnc[d] = true
