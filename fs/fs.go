@@ -172,11 +172,15 @@ func (fsys *filesystem) toErrno(op string, err error) syscall.Errno {
 }
 
 // fillAttr fills kernel attributes from a cache entry; a file open through
-// the mount shows its local file's current size.
+// the mount shows its local file's current size, and an mtime set while it
+// has writes not committed yet.
 func (fsys *filesystem) fillAttr(e cache.Entry, a *fuse.Attr) {
 	if !e.IsDir && e.Local {
-		if n, ok := fsys.opts.Cache.OpenSize(e.Ino); ok {
+		if n, mt, ok := fsys.opts.Cache.OpenState(e.Ino); ok {
 			e.Size = n
+			if !mt.IsZero() {
+				e.ModTime = mt
+			}
 		}
 	}
 	a.Ino = e.Ino
