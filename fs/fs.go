@@ -95,6 +95,11 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		MaxWrite:     maxRequest(),
 		Options:      []string{"default_permissions"},
 		Debug:        opts.Debug,
+		// The kernel asks for security.capability before every write(2)
+		// unless the filesystem clears privileges itself; here there are
+		// none to clear (modes keep only permission bits, no setuid, and
+		// there are no security xattrs), so it asks once per file.
+		ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
 	}
 	// Read-only: mount(2) takes it as a flag, fusermount3 as an option.
 	if os.Geteuid() == 0 {
