@@ -84,11 +84,20 @@ func (t *tx) finish(seq uint64) error {
 
 // FinishUpload records a finished upload: the local file as it was sent
 // (gen and local) and the server's entry afterwards become the last-synced
-// state, and the file is clean unless it changed during the upload.
-func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote target.Entry) error {
+// state, and the file is clean unless it changed during the upload. What
+// the server shows at notePath becomes its upload note (NoteUpload with
+// done), in the same transaction.
+func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote target.Entry, notePath string) error {
+	note := !c.diskLow()
+	remoteSide := SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	return c._update(func(t *tx) error {
+		if note {
+			if err := t.txn.Set(noteKey(notePath), marshalNotes([]SideState{remoteSide})); err != nil {
+				return err
+			}
+		}
 		if err := t.finish(seq); err != nil {
 			return err
 		}
@@ -99,8 +108,7 @@ func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote targe
 		if err != nil {
 			return err
 		}
-		e.Synced, e.SyncLocal = true, local
-		e.SyncRemote = SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
+		e.Synced, e.SyncLocal, e.SyncRemote = true, local, remoteSide
 		// A change during the upload was judged against the older record.
 		e.Grown = e.LocalGen == gen
 		if e.LocalGen == gen && e.Upload == 0 {

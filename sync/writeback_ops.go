@@ -167,13 +167,13 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 	return w.finishUpload(o, e, size, got)
 }
 
-// finishUpload records the upload in the cache and what it left on the
-// server in known.
+// finishUpload records the upload in the cache and, in the same
+// transaction, what it left on the server as the path's upload note.
 func (w *Writeback) finishUpload(o cache.Op, e cache.Entry, size int64, got target.Entry) error {
-	if err := w.noteKnown(o.Path, got); err != nil {
-		return err
-	}
-	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got)
+	w.mu.Lock()
+	w.notes = true
+	w.mu.Unlock()
+	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got, o.Path)
 }
 
 // canAppend reports whether an upload may send only the new tail: asked
@@ -361,15 +361,7 @@ func (w *Writeback) noteIntent(p string, size int64, e cache.Entry) error {
 	w.mu.Lock()
 	w.notes = true
 	w.mu.Unlock()
-	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, false)
-}
-
-// noteKnown records what an upload left at path p.
-func (w *Writeback) noteKnown(p string, e target.Entry) error {
-	w.mu.Lock()
-	w.notes = true
-	w.mu.Unlock()
-	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: e.Size, ModTime: e.ModTime, Precision: e.Precision}, true)
+	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision})
 }
 
 // knownAt returns what our own operations left (or were about to leave) at
