@@ -95,6 +95,8 @@ type Writeback struct {
 	// openWait is set when the last round left an upload waiting for its
 	// file to be closed: only then does a close need a new round.
 	openWait bool
+	burst    burstMeter // operations queued lately (writeback_burst.go)
+	moving   int        // reads waiting in WaitMoved: no waiting for a burst
 	stats    wbStats
 }
 
@@ -161,6 +163,9 @@ func (w *Writeback) signal() {
 // hook receives journal changes from the cache, under its tree lock.
 func (w *Writeback) hook(ev cache.JournalEvent) {
 	w.mu.Lock()
+	if len(ev.Added) > 0 {
+		w.burst.add(w.opts.Now(), len(ev.Added))
+	}
 	for _, o := range ev.Added {
 		w._add(o)
 		if o.Kind == cache.OpRemove || o.Kind == cache.OpRename {
@@ -333,6 +338,9 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			at := st.notBefore
 			if st.op.Kind == cache.OpUpload && w.flushing == 0 && !forced && st.readyAt.After(at) {
 				at = st.readyAt
+			}
+			if hold := w._burstHold(now, at, st.op.Queued); hold.After(at) {
+				at = hold
 			}
 			givenUp := (w.flushing > 0 || forced) && st.flushFail >= flushAttempts
 			switch {
@@ -580,6 +588,14 @@ func (w *Writeback) FlushFile(ctx context.Context, ino uint64) error {
 // an ancestor of it: until then the server holds p's content under its old
 // name, so a read of content not cached yet must wait.
 func (w *Writeback) WaitMoved(ctx context.Context, p string) error {
+	counted := false
+	defer func() {
+		if counted {
+			w.mu.Lock()
+			w.moving--
+			w.mu.Unlock()
+		}
+	}()
 	for {
 		w.mu.Lock()
 		ch := w.changed
@@ -589,6 +605,10 @@ func (w *Writeback) WaitMoved(ctx context.Context, p string) error {
 				pending = true
 				break
 			}
+		}
+		if pending && !counted {
+			w.moving++
+			counted = true
 		}
 		w.mu.Unlock()
 		if !pending {
