@@ -106,21 +106,24 @@ func (c *Cache) NoteUpload(p string, s SideState) error {
 	if c.diskLow() {
 		return nil
 	}
-	err := c.db.Update(func(txn *badger.Txn) error {
-		old, err := notesTxn(txn, p)
-		if err != nil {
-			return err
-		}
-		ss := append(old, s)
-		if len(ss) > maxNotes {
-			ss = ss[len(ss)-maxNotes:]
-		}
-		return txn.Set(noteKey(p), marshalNotes(ss))
-	})
+	err := c.db.Update(func(txn *badger.Txn) error { return addNoteTxn(txn, p, s) })
 	if err != nil {
 		return fmt.Errorf("note the upload of /%s: %w", p, err)
 	}
 	return nil
+}
+
+// addNoteTxn adds s to the notes of p, keeping the last maxNotes.
+func addNoteTxn(txn *badger.Txn, p string, s SideState) error {
+	old, err := notesTxn(txn, p)
+	if err != nil {
+		return err
+	}
+	ss := append(old, s)
+	if len(ss) > maxNotes {
+		ss = ss[len(ss)-maxNotes:]
+	}
+	return txn.Set(noteKey(p), marshalNotes(ss))
 }
 
 // MoveUploadNotes follows a rename on the server of from (a file or a
