@@ -96,8 +96,12 @@ type Writeback struct {
 	// file to be closed: only then does a close need a new round.
 	openWait bool
 	burst    burstMeter // operations queued lately (writeback_burst.go)
-	moving   int        // reads waiting in WaitMoved: no waiting for a burst
-	stats    wbStats
+	// busy and busyAnc are _pick's scratch maps, kept between rounds so
+	// that a round allocates nothing: the paths of earlier unfinished
+	// operations and their proper ancestors.
+	busy, busyAnc map[string]bool
+	moving        int // reads waiting in WaitMoved: no waiting for a burst
+	stats         wbStats
 }
 
 // opState is the runner's view of one journal operation.
@@ -309,8 +313,12 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 		}
 		w.order = live
 	}
-	busy := make(map[string]bool)    // paths of earlier unfinished operations
-	busyAnc := make(map[string]bool) // their proper ancestors
+	if w.busy == nil {
+		w.busy, w.busyAnc = make(map[string]bool), make(map[string]bool)
+	}
+	busy, busyAnc := w.busy, w.busyAnc
+	clear(busy)
+	clear(busyAnc)
 	scanned, timeWaiting := 0, 0
 	waiting := false
 	w.openWait = false
@@ -326,7 +334,11 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			break
 		}
 		scanned++
-		paths := st.op.Paths()
+		var pbuf [2]string // Op.Paths without an allocation per operation
+		paths := append(pbuf[:0], st.op.Path)
+		if st.op.Kind == cache.OpRename {
+			paths = append(paths, st.op.To)
+		}
 		conflict := false
 		for _, p := range paths {
 			if busy[p] || busyAnc[p] || hasBusyAncestor(busy, p) {
