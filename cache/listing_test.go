@@ -41,12 +41,12 @@ func writeLocal(t *testing.T, c *Cache, parent uint64, name, content string) Ent
 // server now holds it as remote says.
 func uploaded(t *testing.T, c *Cache, e Entry, remote target.Entry) Entry {
 	t.Helper()
-	o, cur, err := c.StartOp(e.Upload, false)
+	o, cur, _, err := c.StartOp(e.Upload, false)
 	if err != nil {
 		t.Fatalf("start upload of %s: %v", e.Name, err)
 	}
 	local := SideState{Size: cur.Size, ModTime: cur.ModTime, Precision: cur.Precision}
-	if err := c.FinishUpload(o.Seq, cur.Ino, cur.LocalGen, local, remote); err != nil {
+	if err := c.FinishUpload(o.Seq, cur.Ino, cur.LocalGen, local, remote, o.Path); err != nil {
 		t.Fatalf("finish upload of %s: %v", e.Name, err)
 	}
 	e, err = c.Get(e.Ino)

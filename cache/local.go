@@ -312,22 +312,28 @@ func (c *Cache) TruncateLocal(ino uint64, size int64) error {
 	return nil
 }
 
-// OpenSize returns the current size of an open local file.
-func (c *Cache) OpenSize(ino uint64) (int64, bool) {
-	of := c.open.get(ino)
+// OpenState returns the current size of an open local file and the mtime
+// a utimens set since its last commit (zero if none, see DeferModTime).
+func (c *Cache) OpenState(ino uint64) (size int64, mtime time.Time, ok bool) {
+	c.open.mu.Lock()
+	of := c.open.m[ino]
+	if of != nil && of.dirty {
+		mtime = of.mtime
+	}
+	c.open.mu.Unlock()
 	if of == nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	of.mu.RLock()
 	defer of.mu.RUnlock()
 	if of.f == nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
 	st, err := of.f.Stat()
 	if err != nil {
-		return 0, false
+		return 0, time.Time{}, false
 	}
-	return st.Size(), true
+	return st.Size(), mtime, true
 }
 
 // OpenForWrite reports whether a handle may still write the file; its

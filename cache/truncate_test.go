@@ -78,7 +78,7 @@ func wantNoPending(t *testing.T, c *Cache) {
 // readOpen reads an open file through the cache, as any handle does.
 func readOpen(t *testing.T, c *Cache, ino uint64) string {
 	t.Helper()
-	n, ok := c.OpenSize(ino)
+	n, _, ok := c.OpenState(ino)
 	if !ok {
 		t.Fatalf("inode %d is not open", ino)
 	}
@@ -387,7 +387,7 @@ func TestTruncateServerFileWithoutFetching(t *testing.T) {
 	if _, err := c.WriteLocal(srv.Ino, []byte("new"), 0); err != nil {
 		t.Fatal(err)
 	}
-	if n, ok := c.OpenSize(srv.Ino); !ok || n != 3 {
+	if n, _, ok := c.OpenState(srv.Ino); !ok || n != 3 {
 		t.Errorf("size through the handle: %d, %v; want 3", n, ok)
 	}
 	if e := mustLookup(t, c, RootIno, "srv"); e.Local || e.Size != 10 {

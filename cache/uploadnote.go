@@ -95,36 +95,35 @@ func (c *Cache) UploadNotes(p string) ([]SideState, error) {
 	return ss, nil
 }
 
-// NoteUpload records s at server path p before an upload starts (done
-// false: added to the notes) or after it finished (done: what the server
-// shows now, replacing the notes).
+// NoteUpload adds s to the notes of server path p before an upload there
+// starts; FinishUpload replaces them with what the finished upload left.
 //
 // On a nearly full cache disk it notes nothing: Badger's log is a memory
 // mapping, and a write into a page the disk has no room for kills the
 // process (SIGBUS). Without the note a kill may give a needless conflict
 // copy, never a lost write.
-func (c *Cache) NoteUpload(p string, s SideState, done bool) error {
+func (c *Cache) NoteUpload(p string, s SideState) error {
 	if c.diskLow() {
 		return nil
 	}
-	err := c.db.Update(func(txn *badger.Txn) error {
-		ss := []SideState{s}
-		if !done {
-			old, err := notesTxn(txn, p)
-			if err != nil {
-				return err
-			}
-			ss = append(old, s)
-			if len(ss) > maxNotes {
-				ss = ss[len(ss)-maxNotes:]
-			}
-		}
-		return txn.Set(noteKey(p), marshalNotes(ss))
-	})
+	err := c.db.Update(func(txn *badger.Txn) error { return addNoteTxn(txn, p, s) })
 	if err != nil {
 		return fmt.Errorf("note the upload of /%s: %w", p, err)
 	}
 	return nil
+}
+
+// addNoteTxn adds s to the notes of p, keeping the last maxNotes.
+func addNoteTxn(txn *badger.Txn, p string, s SideState) error {
+	old, err := notesTxn(txn, p)
+	if err != nil {
+		return err
+	}
+	ss := append(old, s)
+	if len(ss) > maxNotes {
+		ss = ss[len(ss)-maxNotes:]
+	}
+	return txn.Set(noteKey(p), marshalNotes(ss))
 }
 
 // MoveUploadNotes follows a rename on the server of from (a file or a

@@ -3,6 +3,8 @@ package cache
 import (
 	"testing"
 	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
 func mustNotes(t *testing.T, c *Cache, p string) []SideState {
@@ -12,6 +14,12 @@ func mustNotes(t *testing.T, c *Cache, p string) []SideState {
 		t.Fatal(err)
 	}
 	return ss
+}
+
+// finished records what a finished upload left at p, as FinishUpload does
+// for an operation (here one already gone, so only the note changes).
+func finished(c *Cache, p string, s SideState) error {
+	return c.FinishUpload(1, 1<<40, 0, s, target.Entry{Size: s.Size, ModTime: s.ModTime, Precision: s.Precision}, p)
 }
 
 // Upload notes survive a reopen, keep the last few attempts, are replaced
@@ -24,11 +32,11 @@ func TestUploadNotes(t *testing.T) {
 		return SideState{Size: n, ModTime: t0.Add(time.Duration(n)), Precision: time.Nanosecond}
 	}
 	for n := int64(1); n <= 4; n++ {
-		if err := c.NoteUpload("d/f", s(n), false); err != nil {
+		if err := c.NoteUpload("d/f", s(n)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := c.NoteUpload("dx/f", s(9), true); err != nil {
+	if err := finished(c, "dx/f", s(9)); err != nil {
 		t.Fatal(err)
 	}
 	c.Close()
@@ -37,7 +45,7 @@ func TestUploadNotes(t *testing.T) {
 	if got := mustNotes(t, c, "d/f"); len(got) != maxNotes || got[0] != s(2) || got[maxNotes-1] != s(4) {
 		t.Fatalf("notes after a reopen: %+v", got)
 	}
-	if err := c.NoteUpload("d/f", s(5), true); err != nil {
+	if err := finished(c, "d/f", s(5)); err != nil {
 		t.Fatal(err)
 	}
 	if got := mustNotes(t, c, "d/f"); len(got) != 1 || got[0] != s(5) {

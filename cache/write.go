@@ -112,14 +112,14 @@ func (c *Cache) create(parent uint64, name string, mode os.FileMode, now time.Ti
 	if err := checkName(name); err != nil {
 		return Entry{}, err
 	}
-	c.treeMu.Lock()
-	defer c.treeMu.Unlock()
 	ino, err := c.nextIno()
 	if err != nil {
 		return Entry{}, err
 	}
 	// Inode numbers are never reused, so the file is new; a leftover of a
-	// crash between creating it and committing is overwritten.
+	// crash between creating it and committing is overwritten. It is made
+	// before taking the tree lock: creating a file can take the disk a
+	// while, and nothing else knows this inode number yet.
 	f, err := os.OpenFile(c.localPath(ino), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		f, err = os.OpenFile(c.localPath(ino), os.O_RDWR|os.O_TRUNC, 0o600)
@@ -127,6 +127,8 @@ func (c *Cache) create(parent uint64, name string, mode os.FileMode, now time.Ti
 	if err != nil {
 		return Entry{}, fmt.Errorf("create %q: %w", name, err)
 	}
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
 	e := Entry{Ino: ino, Parent: parent, Name: name, Local: true, Mode: mode.Perm(), ModTime: now.UTC()}
 	err = c._update(func(t *tx) error {
 		p, err := t.newChild(e)
@@ -414,6 +416,22 @@ func (c *Cache) SetMode(ino uint64, mode os.FileMode) (Entry, error) {
 		return t.put(e)
 	})
 	return e, err
+}
+
+// DeferModTime notes mtime on a file open with writes not committed yet and
+// reports whether it did. The commit at close (or fsync) then records it
+// with the content, in the transaction that queues the upload, rather than
+// in one of its own now: tar x sets each file's mtime just before closing
+// it. Until then the mount shows it (OpenState).
+func (c *Cache) DeferModTime(ino uint64, mtime time.Time) bool {
+	c.open.mu.Lock()
+	defer c.open.mu.Unlock()
+	of := c.open.m[ino]
+	if of == nil || !of.dirty {
+		return false
+	}
+	of.mtime = mtime
+	return true
 }
 
 // SetModTime sets a local file's mtime and queues its upload, which sets

@@ -3,6 +3,7 @@ package cache
 import (
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target"
@@ -23,14 +24,21 @@ var (
 // an upload: the file, which from now on counts as on the server, so that
 // later renames and deletes are sent after the upload). A file still open
 // for writing is not uploaded (ErrBusy) unless evenOpen (an fsync waits).
-func (c *Cache) StartOp(seq uint64, evenOpen bool) (Op, Entry, error) {
+//
+// For an upload it also adds the file's size and mtime to the upload notes
+// of its path, in the same transaction, and returns what it noted (nil if
+// nothing, as NoteUpload on a nearly full disk): what the server will show
+// once the upload is done.
+func (c *Cache) StartOp(seq uint64, evenOpen bool) (Op, Entry, *SideState, error) {
+	canNote := !c.diskLow()
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	var o Op
 	var e Entry
+	var noted *SideState
 	gone := false
 	err := c._update(func(t *tx) error {
-		gone = false
+		gone, noted = false, nil
 		var ok bool
 		var err error
 		if o, ok, err = t.hasOp(seq); err != nil {
@@ -52,6 +60,15 @@ func (c *Cache) StartOp(seq uint64, evenOpen bool) (Op, Entry, error) {
 		if err != nil {
 			return err
 		}
+		if canNote {
+			if fi, err := os.Stat(c.localPath(e.Ino)); err == nil {
+				n := SideState{Size: fi.Size(), ModTime: e.ModTime, Precision: e.Precision}
+				if err := addNoteTxn(t.txn, o.Path, n); err != nil {
+					return err
+				}
+				noted = &n
+			}
+		}
 		if e.Upload == seq {
 			e.Upload, e.OnServer = 0, true
 			return t.put(e)
@@ -59,12 +76,12 @@ func (c *Cache) StartOp(seq uint64, evenOpen bool) (Op, Entry, error) {
 		return nil
 	})
 	if err != nil {
-		return o, e, err
+		return o, e, nil, err
 	}
 	if gone {
-		return o, e, ErrGone
+		return o, e, nil, ErrGone
 	}
-	return o, e, nil
+	return o, e, noted, nil
 }
 
 // FinishOp deletes a done operation from the journal.
@@ -84,17 +101,25 @@ func (t *tx) finish(seq uint64) error {
 
 // FinishUpload records a finished upload: the local file as it was sent
 // (gen and local) and the server's entry afterwards become the last-synced
-// state, and the file is clean unless it changed during the upload.
-func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote target.Entry) error {
+// state, and the file is clean unless it changed during the upload. What
+// the server shows at notePath becomes its upload note (NoteUpload with
+// done), in the same transaction.
+func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote target.Entry, notePath string) error {
+	note := !c.diskLow()
+	remoteSide := SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	return c._update(func(t *tx) error {
+		if note {
+			if err := t.txn.Set(noteKey(notePath), marshalNotes([]SideState{remoteSide})); err != nil {
+				return err
+			}
+		}
 		e, live, err := t.finishLive(seq, ino)
 		if !live {
 			return err
 		}
-		e.Synced, e.SyncLocal = true, local
-		e.SyncRemote = SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
+		e.Synced, e.SyncLocal, e.SyncRemote = true, local, remoteSide
 		e.Seen = time.Now().UTC()
 		// A change during the upload was judged against the older record.
 		e.Grown = e.LocalGen == gen

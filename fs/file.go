@@ -162,7 +162,9 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 			return n.fs.toErrno("chmod", err)
 		}
 	}
-	if mt, ok := in.GetMTime(); ok {
+	// On a file with writes not committed yet the mtime waits for their
+	// commit (tar x sets it just before the close).
+	if mt, ok := in.GetMTime(); ok && !c.DeferModTime(ino, mt) {
 		if err := c.OpenLocal(ino, false, false, n.fs.fill(ctx)); err != nil {
 			return n.fs.toErrno("utimens", err)
 		}

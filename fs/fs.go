@@ -101,8 +101,12 @@ func Mount(dir string, opts Options) (*fuse.Server, error) {
 		Debug:        opts.Debug,
 		// open(O_TRUNC) comes to Open as a flag, not as a separate setattr
 		// without the handle: the truncation is the handle's, committed at
-		// its close (fileNode.Open).
-		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC,
+		// its close (fileNode.Open). And the kernel asks for
+		// security.capability before every write(2) unless the filesystem
+		// clears privileges itself; here there are none to clear (modes
+		// keep only permission bits, no setuid, and there are no security
+		// xattrs), so it asks once per file.
+		ExtraCapabilities: fuse.CAP_ATOMIC_O_TRUNC | fuse.CAP_HANDLE_KILLPRIV_V2,
 	}
 	// Read-only: mount(2) takes it as a flag, fusermount3 as an option.
 	if os.Geteuid() == 0 {
@@ -180,13 +184,17 @@ func (fsys *filesystem) toErrno(op string, err error) syscall.Errno {
 }
 
 // fillAttr fills kernel attributes from a cache entry; a file open through
-// the mount shows its local file's current size.
+// the mount shows its local file's current size, and an mtime set while it
+// has writes not committed yet.
 func (fsys *filesystem) fillAttr(e cache.Entry, a *fuse.Attr) {
 	if !e.IsDir {
 		// An open file's size is its handle's (a server file rewritten
 		// with O_TRUNC is local only from its close).
-		if n, ok := fsys.opts.Cache.OpenSize(e.Ino); ok {
+		if n, mt, ok := fsys.opts.Cache.OpenState(e.Ino); ok {
 			e.Size = n
+			if !mt.IsZero() {
+				e.ModTime = mt
+			}
 		}
 	}
 	a.Ino = e.Ino

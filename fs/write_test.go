@@ -308,3 +308,63 @@ func TestFsyncUpload(t *testing.T) {
 		t.Fatalf("after the flush the server holds %q, %v", got, err)
 	}
 }
+
+// TestMtimeWhileWriting: an mtime set on a file with writes not committed
+// yet (tar x sets it just before the close) shows at once, survives the
+// close, reaches the server, and a later write moves it on again.
+func TestMtimeWhileWriting(t *testing.T) {
+	m := mount(t, mountOpts{})
+	p := filepath.Join(m.dir, "f")
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString("content"); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := os.Chtimes(p, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	wantMtime := func(what string, want time.Time) {
+		t.Helper()
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !fi.ModTime().Equal(want) {
+			t.Fatalf("%s: mtime %v, want %v", what, fi.ModTime().UTC(), want)
+		}
+	}
+	wantMtime("before the close", mt)
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wantMtime("after the close", mt)
+	m.flush(t)
+	fi, err := os.Stat(filepath.Join(m.serverDir, "f"))
+	if err != nil || !fi.ModTime().Equal(mt) || fi.Size() != int64(len("content")) {
+		t.Fatalf("on the server: %v, %v; want mtime %v", fi, err, mt)
+	}
+
+	m = mount(t, mountOpts{})
+	p = filepath.Join(m.dir, "g")
+	f, err = os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("a")
+	if err := os.Chtimes(p, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("b")
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fi, err = os.Stat(p)
+	if err != nil || fi.ModTime().Equal(mt) || time.Since(fi.ModTime()) > time.Minute {
+		t.Fatalf("a write after the utimens left the mtime at %v (%v), want the write's time", fi.ModTime(), err)
+	}
+}

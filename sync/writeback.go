@@ -95,7 +95,16 @@ type Writeback struct {
 	notes  bool
 	loaded bool // the journal was read
 	idle   bool // the last round found nothing to start or wait for
-	stats  wbStats
+	// openWait is set when the last round left an upload waiting for its
+	// file to be closed: only then does a close need a new round.
+	openWait bool
+	burst    burstMeter // operations queued lately (writeback_burst.go)
+	// busy and busyAnc are _pick's scratch maps, kept between rounds so
+	// that a round allocates nothing: the paths of earlier unfinished
+	// operations and their proper ancestors.
+	busy, busyAnc map[string]bool
+	moving        int // reads waiting in WaitMoved: no waiting for a burst
+	stats         wbStats
 }
 
 // opState is the runner's view of one journal operation.
@@ -161,6 +170,9 @@ func (w *Writeback) signal() {
 // hook receives journal changes from the cache, under its tree lock.
 func (w *Writeback) hook(ev cache.JournalEvent) {
 	w.mu.Lock()
+	if len(ev.Added) > 0 {
+		w.burst.add(w.opts.Now(), len(ev.Added))
+	}
 	for _, o := range ev.Added {
 		w._add(o)
 		if o.Kind == cache.OpRemove || o.Kind == cache.OpRename {
@@ -172,9 +184,14 @@ func (w *Writeback) hook(ev cache.JournalEvent) {
 			delete(w.ops, seq)
 		}
 	}
+	// A close (Wake alone) matters only to an upload waiting for it; tar x
+	// closes thousands of files that nothing waits for yet.
+	wake := len(ev.Removed) > 0 || w.openWait
 	w.mu.Unlock()
 	if len(ev.Added) == 0 {
-		w.signal() // something may have been unblocked: look at once
+		if wake {
+			w.signal() // something may have been unblocked: look at once
+		}
 		return
 	}
 	select {
@@ -282,6 +299,14 @@ func (w *Writeback) loop() {
 // no earlier unfinished operation touches the same path, an ancestor or a
 // descendant of it.
 func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
+	// Finished operations leave the head at once: every round walks the
+	// order from the head, and while the queue drains behind a long tar x
+	// thousands of them would be walked again each round.
+	head := 0
+	for head < len(w.order) && w.ops[w.order[head]] == nil {
+		head++
+	}
+	w.order = w.order[head:]
 	if len(w.order) > 2*len(w.ops)+64 {
 		live := w.order[:0]
 		for _, seq := range w.order {
@@ -291,10 +316,15 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 		}
 		w.order = live
 	}
-	busy := make(map[string]bool)    // paths of earlier unfinished operations
-	busyAnc := make(map[string]bool) // their proper ancestors
+	if w.busy == nil {
+		w.busy, w.busyAnc = make(map[string]bool), make(map[string]bool)
+	}
+	busy, busyAnc := w.busy, w.busyAnc
+	clear(busy)
+	clear(busyAnc)
 	scanned, timeWaiting := 0, 0
 	waiting := false
+	w.openWait = false
 	for _, seq := range w.order {
 		st := w.ops[seq]
 		if st == nil {
@@ -307,8 +337,13 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			break
 		}
 		scanned++
+		var pbuf [2]string // Op.Paths without an allocation per operation
+		paths := append(pbuf[:0], st.op.Path)
+		if st.op.Kind == cache.OpRename {
+			paths = append(paths, st.op.To)
+		}
 		conflict := false
-		for _, p := range st.op.Paths() {
+		for _, p := range paths {
 			if busy[p] || busyAnc[p] || hasBusyAncestor(busy, p) {
 				conflict = true
 			}
@@ -318,6 +353,9 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			at := st.notBefore
 			if st.op.Kind == cache.OpUpload && w.flushing == 0 && !forced && st.readyAt.After(at) {
 				at = st.readyAt
+			}
+			if hold := w._burstHold(now, at, st.op.Queued); hold.After(at) {
+				at = hold
 			}
 			givenUp := (w.flushing > 0 || forced) && st.flushFail >= flushAttempts
 			switch {
@@ -330,13 +368,14 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 				}
 			case st.op.Kind == cache.OpUpload && !forced && w.opts.Cache.OpenForWrite(st.op.Ino):
 				waiting = true // Release wakes us
+				w.openWait = true
 			default:
 				st.running = true
 				w.running++
 				start = append(start, st)
 			}
 		}
-		for _, p := range st.op.Paths() {
+		for _, p := range paths {
 			busy[p] = true
 			for d := parentPath(p); d != ""; d = parentPath(d) {
 				busyAnc[d] = true
@@ -565,6 +604,14 @@ func (w *Writeback) FlushFile(ctx context.Context, ino uint64) error {
 // an ancestor of it: until then the server holds p's content under its old
 // name, so a read of content not cached yet must wait.
 func (w *Writeback) WaitMoved(ctx context.Context, p string) error {
+	counted := false
+	defer func() {
+		if counted {
+			w.mu.Lock()
+			w.moving--
+			w.mu.Unlock()
+		}
+	}()
 	for {
 		w.mu.Lock()
 		ch := w.changed
@@ -574,6 +621,10 @@ func (w *Writeback) WaitMoved(ctx context.Context, p string) error {
 				pending = true
 				break
 			}
+		}
+		if pending && !counted {
+			w.moving++
+			counted = true
 		}
 		w.mu.Unlock()
 		if !pending {

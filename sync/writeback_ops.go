@@ -17,13 +17,18 @@ import (
 // do carries out one operation on the server and records it in the cache.
 func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 	c, tg := w.opts.Cache, w.opts.Target
-	o, e, err := c.StartOp(st.op.Seq, evenOpen)
+	o, e, noted, err := c.StartOp(st.op.Seq, evenOpen)
 	if err != nil {
 		return err
 	}
 	switch o.Kind {
 	case cache.OpUpload:
-		return w.upload(ctx, st, o, e)
+		if noted != nil {
+			w.mu.Lock()
+			w.notes = true
+			w.mu.Unlock()
+		}
+		return w.upload(ctx, st, o, e, noted)
 	case cache.OpMkdir:
 		err = tg.Mkdir(ctx, o.Path)
 		if errors.Is(err, target.ErrExist) {
@@ -120,7 +125,7 @@ func sideOf(s cache.SideState) Side {
 
 // upload sends a file's local content, after checking with Classify that
 // the server's copy did not change since the last sync.
-func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache.Entry) error {
+func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache.Entry, noted *cache.SideState) error {
 	c, tg := w.opts.Cache, w.opts.Target
 	f, err := c.OpenContent(e.Ino)
 	if err != nil {
@@ -178,16 +183,16 @@ func (w *Writeback) upload(ctx context.Context, st *opState, o cache.Op, e cache
 		}
 	}
 	if w.canAppend(e, d, rp, size) {
-		return w.appendTail(ctx, st, o, e, f, size)
+		return w.appendTail(ctx, st, o, e, f, size, noted)
 	}
-	return w.send(ctx, st, o, e, f, size)
+	return w.send(ctx, st, o, e, f, size, noted)
 }
 
 // send uploads the whole file. A folder the server lost meanwhile (deleted
 // there while this file changed here) is made again first.
-func (w *Writeback) send(ctx context.Context, st *opState, o cache.Op, e cache.Entry, f *os.File, size int64) error {
+func (w *Writeback) send(ctx context.Context, st *opState, o cache.Op, e cache.Entry, f *os.File, size int64, noted *cache.SideState) error {
 	tg := w.opts.Target
-	if err := w.noteIntent(o.Path, size, e); err != nil {
+	if err := w.noteIntent(o.Path, size, e, noted); err != nil {
 		return err
 	}
 	for try := 0; ; try++ {
@@ -235,13 +240,13 @@ func (w *Writeback) makeParents(ctx context.Context, p string) (bool, error) {
 	return len(missing) > 0, nil
 }
 
-// finishUpload records the upload in the cache and what it left on the
-// server in known.
+// finishUpload records the upload in the cache and, in the same
+// transaction, what it left on the server as the path's upload note.
 func (w *Writeback) finishUpload(o cache.Op, e cache.Entry, size int64, got target.Entry) error {
-	if err := w.noteKnown(o.Path, got); err != nil {
-		return err
-	}
-	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got)
+	w.mu.Lock()
+	w.notes = true
+	w.mu.Unlock()
+	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got, o.Path)
 }
 
 // canAppend reports whether an upload may send only the new tail: asked
@@ -257,10 +262,10 @@ func (w *Writeback) canAppend(e cache.Entry, d Decision, rp *target.Entry, size 
 // server can. A failure part way leaves the server's file longer than the
 // record, so the retry finds it changed: a conflict keeps both versions
 // rather than appending twice.
-func (w *Writeback) appendTail(ctx context.Context, st *opState, o cache.Op, e cache.Entry, f *os.File, size int64) error {
+func (w *Writeback) appendTail(ctx context.Context, st *opState, o cache.Op, e cache.Entry, f *os.File, size int64, noted *cache.SideState) error {
 	tg := w.opts.Target
 	from := e.SyncLocal.Size
-	if err := w.noteIntent(o.Path, size, e); err != nil {
+	if err := w.noteIntent(o.Path, size, e, noted); err != nil {
 		return err
 	}
 	counter := &uploadCounter{r: io.NewSectionReader(f, from, size-from)}
@@ -511,20 +516,16 @@ func (w *Writeback) Status() WritebackStatus {
 // noteIntent notes, before an upload of e's size bytes to p starts, what
 // the server will show once it is done: the size and the local mtime the
 // upload sets (a server that cannot set mtimes shows the upload time, and
-// the note then never matches, as if it were absent).
-func (w *Writeback) noteIntent(p string, size int64, e cache.Entry) error {
+// the note then never matches, as if it were absent). StartOp usually
+// noted it already (noted); only a file written since needs a new note.
+func (w *Writeback) noteIntent(p string, size int64, e cache.Entry, noted *cache.SideState) error {
+	if noted != nil && noted.Size == size {
+		return nil
+	}
 	w.mu.Lock()
 	w.notes = true
 	w.mu.Unlock()
-	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, false)
-}
-
-// noteKnown records what an upload left at path p.
-func (w *Writeback) noteKnown(p string, e target.Entry) error {
-	w.mu.Lock()
-	w.notes = true
-	w.mu.Unlock()
-	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: e.Size, ModTime: e.ModTime, Precision: e.Precision}, true)
+	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision})
 }
 
 // knownAt returns what our own operations left (or were about to leave) at

@@ -97,6 +97,7 @@ type wbEnv struct {
 	wb       *Writeback
 	now      func() time.Time // the runner's clock; nil: time.Now
 	resolve  Resolution       // the runner's --resolve; zero: keep both
+	delay    time.Duration    // the runner's Delay; zero: 5ms
 }
 
 func newWBEnv(t *testing.T) *wbEnv {
@@ -119,7 +120,11 @@ func (e *wbEnv) open() {
 		e.t.Fatal(err)
 	}
 	e.c = c
-	e.wb, err = NewWriteback(WritebackOptions{Target: e.tg, Cache: c, Log: quietLog(), Delay: 5 * time.Millisecond,
+	delay := e.delay
+	if delay == 0 {
+		delay = 5 * time.Millisecond
+	}
+	e.wb, err = NewWriteback(WritebackOptions{Target: e.tg, Cache: c, Log: quietLog(), Delay: delay,
 		MinBackoff: 5 * time.Millisecond, MaxBackoff: 20 * time.Millisecond, Now: e.now, Resolve: e.resolve})
 	if err != nil {
 		e.t.Fatal(err)
@@ -433,5 +438,74 @@ func TestWritebackSecondConflictSameSecond(t *testing.T) {
 		if got := e.serverFile(name); got != want {
 			t.Errorf("%s on the server = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// A burst of changes (tar x) holds the write-back until it pauses, at most
+// burstHoldFactor times Delay past when each operation was due; a flush
+// does not wait. The runner's clock stands still unless the test moves it,
+// and Delay is a minute, so the real time the test takes does not count.
+func TestWritebackWaitsForBurst(t *testing.T) {
+	e := newWBEnv(t)
+	e.close()
+	start := time.Now()
+	var mu gosync.Mutex
+	clock := start.Add(2 * time.Minute) // every upload is due
+	e.now = func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	setClock := func(at time.Time) {
+		mu.Lock()
+		clock = at
+		mu.Unlock()
+	}
+	e.delay = time.Minute
+	e.open()
+	for !e.wb.Status().Loaded { // the runner counts what it is told of
+		time.Sleep(time.Millisecond)
+	}
+	// Each file queues two operations (create, commit): a burst is
+	// recognised after the first burstChanges/2 files.
+	const files, recognised = 2 * burstChanges, burstChanges / 2
+	burst := func(prefix string) {
+		for i := 0; i < files; i++ {
+			e.write(cache.RootIno, fmt.Sprintf("%s%02d", prefix, i), "x")
+		}
+	}
+	waitQueue := func(want int64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for e.c.JournalLen() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d operations queued, want %d", e.c.JournalLen(), want)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+
+	burst("a")
+	time.Sleep(3 * burstWindow) // real time: rounds run, the clock stands
+	for _, c := range e.tg.Calls() {
+		var i int
+		if _, err := fmt.Sscanf(c, "write a%d", &i); err != nil || i >= recognised {
+			t.Fatalf("the write-back ran %q during a burst", c)
+		}
+	}
+	setClock(clock.Add(2 * burstWindow)) // the burst paused
+	waitQueue(0)
+
+	// A burst that goes on: operations due longer ago than the bound run.
+	setClock(start.Add(burstHoldFactor*time.Minute + 3*time.Minute))
+	burst("b")
+	waitQueue(0)
+
+	// A flush does not wait for a burst to pause.
+	setClock(start.Add(2 * time.Minute))
+	burst("c")
+	e.flush()
+	if got := e.serverFile("c00"); got != "x" {
+		t.Fatalf("c00 on the server = %q", got)
 	}
 }

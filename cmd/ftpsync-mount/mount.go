@@ -68,8 +68,9 @@ that survives restarts. It runs in the foreground until Ctrl-C, SIGTERM or
 'ftpsync-mount unmount MOUNTPOINT'; --daemon returns once the mount is ready.
 
 Changes complete in the cache at local speed and are uploaded in the
-background, --write-back after a file was last closed, in the order they
-were made. Unmounting (also fusermount -u, umount, Ctrl-C) uploads what is
+background, --write-back after a file was last closed (during a burst of
+changes such as tar x, once it pauses), in the order they were made.
+Unmounting (also fusermount -u, umount, Ctrl-C) uploads what is
 pending first; a second Ctrl-C exits at once and keeps the queue for the
 next mount of the same cache. A file changed on the server meanwhile is
 never overwritten: the local version is kept beside it as
@@ -128,6 +129,11 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(mountMemoryLimit)
 	}
+	stopProfile, err := startCPUProfile()
+	if err != nil {
+		return err
+	}
+	defer stopProfile()
 	maxSize, resolve, err := mf.check()
 	if err != nil {
 		return err
