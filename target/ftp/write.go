@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target"
@@ -15,6 +16,11 @@ import (
 // copyBufSize is the chunk an upload is written in: large, so that a fast
 // link is not throttled by per-write overhead (TLS records, deadlines).
 const copyBufSize = 256 << 10
+
+// copyBufs recycles upload buffers: a tree of small files would otherwise
+// allocate (and the collector clear and scan) 256 KiB per file, which was
+// most of a one-shot upload's allocation.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 var errTooLong = errors.New("source yields more bytes than announced")
 
@@ -65,7 +71,9 @@ func (cr *countingReader) Read(p []byte) (int, error) {
 // refuses a data connection without a handshake. (jlaffaye/ftp does this
 // for STOR but not for APPE.)
 func (cr *countingReader) WriteTo(w io.Writer) (int64, error) {
-	n, err := io.CopyBuffer(w, struct{ io.Reader }{cr}, make([]byte, copyBufSize))
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(w, struct{ io.Reader }{cr}, *buf)
 	if n == 0 && err == nil {
 		if h, ok := w.(interface{ Handshake() error }); ok {
 			err = h.Handshake()
@@ -286,7 +294,9 @@ func (t *Target) copyInPlace(c *conn, rel, tmpAbs string, cr *countingReader, op
 		if err != nil {
 			return target.Entry{}, err
 		}
-		_, cerr := io.CopyBuffer(spool, resp, make([]byte, copyBufSize))
+		buf := copyBufs.Get().(*[]byte)
+		_, cerr := io.CopyBuffer(spool, resp, *buf)
+		copyBufs.Put(buf)
 		if err := errors.Join(cerr, resp.Close()); err != nil {
 			return target.Entry{}, err
 		}

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -17,6 +18,10 @@ import (
 // copyBuf is the buffer size for writes; large enough that a 100 MiB copy
 // checks its context a few hundred times, not millions.
 const copyBuf = 256 << 10
+
+// copyBufs recycles write buffers, so that a download of many small files
+// does not allocate 256 KiB for each.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
 
 // maxName is the longest file name common local filesystems accept, in bytes.
 const maxName = 255
@@ -207,7 +212,9 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader, size int64) (n int64
 	if size >= 0 {
 		r = io.LimitReader(r, size+1)
 	}
-	buf := make([]byte, copyBuf)
+	pb := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(pb)
+	buf := *pb
 	for {
 		if err := ctx.Err(); err != nil {
 			return n, err, nil
