@@ -45,6 +45,8 @@ func TestClassify(t *testing.T) {
 		{reply(553, "File name not allowed"), target.ErrInvalidName},
 		{reply(502, "Command not implemented"), target.ErrUnsupported},
 		{reply(501, "Syntax error"), nil},
+		{reply(227, "Entering Passive Mode (127,0,0,1,122,219)"), target.ErrTemporary},
+		{textproto.ProtocolError("short response: 21"), target.ErrTemporary},
 		{io.EOF, target.ErrTemporary},
 		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, target.ErrTemporary},
 		{jftp.ErrInvalidCommand, target.ErrInvalidName},
