@@ -93,6 +93,9 @@ type syncRun struct {
 
 	overlay map[string]map[string]Record // read only after start; imported records in a dry run
 
+	stageID string      // read only; the staging name part of this pair (oneshot_stage.go)
+	staging atomic.Bool // new remote folders are staged; off after a staged folder could not be renamed
+
 	dirsMu gosync.Mutex           // protects dirs
 	dirs   [2]map[string]*dirOnce // folders known to exist or being created, per side
 
@@ -127,6 +130,8 @@ func Run(ctx context.Context, local, remote target.Target, opts Options) (Summar
 	r.listSem = make(chan struct{}, par)
 	r.xfer = newXferQueue(ctx, par)
 	defer r.xfer.close()
+	r.stageID = stageName(local.ID(), remote.ID())
+	r.staging.Store(!opts.DryRun && remote.Features().StagedWrites)
 	for i := range r.dirs {
 		r.dirs[i] = map[string]*dirOnce{}
 	}
@@ -353,6 +358,9 @@ func (r *syncRun) dirOp(ctx context.Context, p string, o step, l, rm *target.Ent
 		dst := sideRemote
 		if o == stepDownload {
 			dst = sideLocal
+		}
+		if dst == sideRemote && rec == nil && r.stageDir(ctx, p) {
+			return
 		}
 		if err := r.ensureDir(ctx, dst, p); err != nil {
 			r.fail(ctx, p, err)

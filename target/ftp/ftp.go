@@ -320,6 +320,7 @@ func (t *Target) Features() target.Features {
 	}
 	if t.feat.mlst {
 		f.MtimePrecision = time.Second
+		f.StagedWrites = true
 	}
 	return f
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,4 +208,49 @@ func TestPasswordFromEnvironment(t *testing.T) {
 		t.Fatalf("New with %s: %v", PasswordEnv, err)
 	}
 	tg.Close()
+}
+
+// TestStagedWrite: a staged write is STOR and MFMT straight under the
+// name, with no temporary file, check or rename, and describes what was
+// sent.
+func TestStagedWrite(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	var mu sync.Mutex
+	var cmds []string
+	px := startFilterProxy(t, srv.Addr(), 0, func(cmd string) string {
+		mu.Lock()
+		cmds = append(cmds, strings.Fields(cmd)[0])
+		mu.Unlock()
+		return ""
+	})
+	tg := newTarget(t, srv, Options{URL: "ftp://tester@" + px.addr() + "/"})
+	if err := tg.Mkdir(t.Context(), "staged"); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2021, 3, 4, 5, 6, 7, 800, time.UTC)
+	mu.Lock()
+	cmds = nil
+	mu.Unlock()
+	e, err := tg.Write(t.Context(), "staged/f", strings.NewReader("staged data"), target.WriteOptions{ModTime: mt, Size: 11, Staged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name != "f" || e.Size != 11 || !e.ModTime.Equal(mt.Truncate(time.Second)) {
+		t.Errorf("staged write returned %+v", e)
+	}
+	mu.Lock()
+	got := strings.Join(cmds, " ")
+	mu.Unlock()
+	if got != "EPSV STOR MFMT" && got != "PASV STOR MFMT" {
+		t.Errorf("staged write sent %q, want only the data connection, STOR and MFMT", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(srv.Root, "staged", "f")); string(b) != "staged data" {
+		t.Errorf("disk holds %q", b)
+	}
+	if fi, err := os.Stat(filepath.Join(srv.Root, "staged", "f")); err != nil || !fi.ModTime().Equal(mt.Truncate(time.Second)) {
+		t.Errorf("mtime on disk: %v, %v", fi, err)
+	}
+	if names, _ := os.ReadDir(filepath.Join(srv.Root, "staged")); len(names) != 1 {
+		t.Errorf("folder holds %v, want only f", names)
+	}
 }
