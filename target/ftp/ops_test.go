@@ -254,3 +254,43 @@ func TestStagedWrite(t *testing.T) {
 		t.Errorf("folder holds %v, want only f", names)
 	}
 }
+
+// TestListMLSDTakesThePath: with MLSD a listing is one command on the
+// control connection, the path its argument and nothing globbed; a file is
+// not a folder even where the server lists it.
+func TestListMLSDTakesThePath(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	var mu sync.Mutex
+	var cmds []string
+	px := startFilterProxy(t, srv.Addr(), 0, func(cmd string) string {
+		mu.Lock()
+		cmds = append(cmds, strings.Fields(cmd)[0])
+		mu.Unlock()
+		return ""
+	})
+	tg := newTarget(t, srv, Options{URL: "ftp://tester@" + px.addr() + "/"})
+	for _, d := range []string{"a [b]*", "a b", "ab"} {
+		if err := os.MkdirAll(filepath.Join(srv.Root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(srv.Root, d, "in "+d), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mu.Lock()
+	cmds = nil
+	mu.Unlock()
+	es, err := tg.List(t.Context(), "a [b]*")
+	if err != nil || len(es) != 1 || es[0].Name != "in a [b]*" {
+		t.Fatalf("list = %+v, %v; want the one file in the folder", es, err)
+	}
+	mu.Lock()
+	got := strings.Join(cmds, " ")
+	mu.Unlock()
+	if got != "EPSV MLSD" {
+		t.Errorf("listing sent %q, want EPSV MLSD", got)
+	}
+	if _, err := tg.List(t.Context(), "ab/in ab"); !errors.Is(err, target.ErrNotDir) {
+		t.Errorf("list of a file: %v, want ErrNotDir", err)
+	}
+}
