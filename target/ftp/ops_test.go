@@ -210,11 +210,9 @@ func TestPasswordFromEnvironment(t *testing.T) {
 	tg.Close()
 }
 
-// TestStagedWrite: a staged write is STOR and MFMT straight under the
-// name, with no temporary file, check or rename, and describes what was
-// sent.
-func TestStagedWrite(t *testing.T) {
-	srv := ftpdtest.Start(t)
+// recordCommands opens a target on srv through a proxy that notes the
+// commands it sends; sent returns those since the last call, by name.
+func recordCommands(t *testing.T, srv *ftpdtest.Server) (tg *Target, sent func() string) {
 	var mu sync.Mutex
 	var cmds []string
 	px := startFilterProxy(t, srv.Addr(), 0, func(cmd string) string {
@@ -223,14 +221,27 @@ func TestStagedWrite(t *testing.T) {
 		mu.Unlock()
 		return ""
 	})
-	tg := newTarget(t, srv, Options{URL: "ftp://tester@" + px.addr() + "/"})
+	tg = newTarget(t, srv, Options{URL: "ftp://tester@" + px.addr() + "/"})
+	return tg, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		s := strings.Join(cmds, " ")
+		cmds = nil
+		return s
+	}
+}
+
+// TestStagedWrite: a staged write is STOR and MFMT straight under the
+// name, with no temporary file, check or rename, and describes what was
+// sent.
+func TestStagedWrite(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	tg, sent := recordCommands(t, srv)
 	if err := tg.Mkdir(t.Context(), "staged"); err != nil {
 		t.Fatal(err)
 	}
 	mt := time.Date(2021, 3, 4, 5, 6, 7, 800, time.UTC)
-	mu.Lock()
-	cmds = nil
-	mu.Unlock()
+	sent()
 	e, err := tg.Write(t.Context(), "staged/f", strings.NewReader("staged data"), target.WriteOptions{ModTime: mt, Size: 11, Staged: true})
 	if err != nil {
 		t.Fatal(err)
@@ -238,10 +249,7 @@ func TestStagedWrite(t *testing.T) {
 	if e.Name != "f" || e.Size != 11 || !e.ModTime.Equal(mt.Truncate(time.Second)) {
 		t.Errorf("staged write returned %+v", e)
 	}
-	mu.Lock()
-	got := strings.Join(cmds, " ")
-	mu.Unlock()
-	if got != "EPSV STOR MFMT" && got != "PASV STOR MFMT" {
+	if got := sent(); got != "EPSV STOR MFMT" && got != "PASV STOR MFMT" {
 		t.Errorf("staged write sent %q, want only the data connection, STOR and MFMT", got)
 	}
 	if b, _ := os.ReadFile(filepath.Join(srv.Root, "staged", "f")); string(b) != "staged data" {
@@ -260,15 +268,7 @@ func TestStagedWrite(t *testing.T) {
 // not a folder even where the server lists it.
 func TestListMLSDTakesThePath(t *testing.T) {
 	srv := ftpdtest.Start(t)
-	var mu sync.Mutex
-	var cmds []string
-	px := startFilterProxy(t, srv.Addr(), 0, func(cmd string) string {
-		mu.Lock()
-		cmds = append(cmds, strings.Fields(cmd)[0])
-		mu.Unlock()
-		return ""
-	})
-	tg := newTarget(t, srv, Options{URL: "ftp://tester@" + px.addr() + "/"})
+	tg, sent := recordCommands(t, srv)
 	for _, d := range []string{"a [b]*", "a b", "ab"} {
 		if err := os.MkdirAll(filepath.Join(srv.Root, d), 0o755); err != nil {
 			t.Fatal(err)
@@ -277,17 +277,12 @@ func TestListMLSDTakesThePath(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	mu.Lock()
-	cmds = nil
-	mu.Unlock()
+	sent()
 	es, err := tg.List(t.Context(), "a [b]*")
 	if err != nil || len(es) != 1 || es[0].Name != "in a [b]*" {
 		t.Fatalf("list = %+v, %v; want the one file in the folder", es, err)
 	}
-	mu.Lock()
-	got := strings.Join(cmds, " ")
-	mu.Unlock()
-	if got != "EPSV MLSD" {
+	if got := sent(); got != "EPSV MLSD" {
 		t.Errorf("listing sent %q, want EPSV MLSD", got)
 	}
 	if _, err := tg.List(t.Context(), "ab/in ab"); !errors.Is(err, target.ErrNotDir) {
