@@ -235,8 +235,5 @@ func (s *statInfo) ModTime() time.Time { return time.Unix(s.st.Mtim.Unix()) }
 func (s *statInfo) IsDir() bool        { return s.mode.IsDir() }
 func (s *statInfo) Sys() any           { return &s.st }
 
-// sameFile reports whether two descriptions are of the same file.
-func sameFile(a, b *statInfo) bool { return a.st.Dev == b.st.Dev && a.st.Ino == b.st.Ino }
-
 // newFile wraps a descriptor the package opened in an *os.File.
 func newFile(fd int, name string) *os.File { return os.NewFile(uintptr(fd), name) }
