@@ -75,8 +75,15 @@ func (im *importer) walk(ctx context.Context, dir string, depth int) error {
 	if err != nil {
 		return fmt.Errorf("import pyftpsync state: list %q: %w", dir, err)
 	}
-	if err := im.importDir(ctx, dir); err != nil {
-		return err
+	// Only a listed meta file is read: trying to open one in every
+	// folder cost a failed lookup per folder before the first transfer.
+	for _, e := range ents {
+		if e.Name == MetaFileName && !e.IsDir {
+			if err := im.importDir(ctx, dir); err != nil {
+				return err
+			}
+			break
+		}
 	}
 	for _, e := range ents {
 		p := target.Join(dir, e.Name)

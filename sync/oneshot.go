@@ -88,10 +88,13 @@ type syncRun struct {
 	log     logrus.FieldLogger
 	now     func() time.Time
 	listSem chan struct{} // bounds concurrent listings
-	xferSem chan struct{} // bounds concurrent transfers and deletions
+	xfer    *xferQueue    // runs transfers and deletions, as many at once as opts.Parallel
 	n       runCounters
 
 	overlay map[string]map[string]Record // read only after start; imported records in a dry run
+
+	stageID string      // read only; the staging name part of this pair (oneshot_stage.go)
+	staging atomic.Bool // new remote folders are staged; off after a staged folder could not be renamed
 
 	dirsMu gosync.Mutex           // protects dirs
 	dirs   [2]map[string]*dirOnce // folders known to exist or being created, per side
@@ -125,7 +128,10 @@ func Run(ctx context.Context, local, remote target.Target, opts Options) (Summar
 	}
 	par := max(opts.Parallel, 1)
 	r.listSem = make(chan struct{}, par)
-	r.xferSem = make(chan struct{}, par)
+	r.xfer = newXferQueue(ctx, par)
+	defer r.xfer.close()
+	r.stageID = stageName(local.ID(), remote.ID())
+	r.staging.Store(!opts.DryRun && remote.Features().StagedWrites)
 	for i := range r.dirs {
 		r.dirs[i] = map[string]*dirOnce{}
 	}
@@ -245,11 +251,17 @@ func (r *syncRun) walkDir(ctx context.Context, dir string, haveL, haveR bool) {
 			return
 		}
 	}
-	for s, have := range [2]bool{haveL, haveR} {
-		if have {
+	r.walkListed(ctx, dir, ents, [2]bool{haveL, haveR})
+}
+
+// walkListed is walkDir once dir is listed on the sides it exists on.
+func (r *syncRun) walkListed(ctx context.Context, dir string, ents [2][]target.Entry, have [2]bool) {
+	for s := range have {
+		if have[s] {
 			r.markDir(sideID(s), dir)
 		}
 	}
+	var wg gosync.WaitGroup
 	recs, intents, err := r.children(dir)
 	if err != nil {
 		r.fail(ctx, dir, err)
@@ -312,7 +324,7 @@ func (r *syncRun) filterEntries(ctx context.Context, wg *gosync.WaitGroup, s sid
 			out[e.Name] = e
 		case ByUser:
 			if r.opts.DeleteUnmatched && r.isDestination(s) {
-				r.async(ctx, wg, func() { r.removeUnmatched(ctx, s, p, e.IsDir) })
+				r.async(wg, func() { r.removeUnmatched(ctx, s, p, e.IsDir) })
 			}
 		}
 	}
@@ -346,6 +358,9 @@ func (r *syncRun) dirOp(ctx context.Context, p string, o step, l, rm *target.Ent
 		dst := sideRemote
 		if o == stepDownload {
 			dst = sideLocal
+		}
+		if dst == sideRemote && rec == nil && r.stageDir(ctx, p) {
+			return
 		}
 		if err := r.ensureDir(ctx, dst, p); err != nil {
 			r.fail(ctx, p, err)
@@ -405,25 +420,14 @@ func (r *syncRun) handleFile(ctx context.Context, wg *gosync.WaitGroup, p string
 	case stepSkip:
 		r.skip(p, d.Conflict.String()+"; rename one of them")
 	default:
-		r.async(ctx, wg, func() { r.fileOp(ctx, p, o, l, rm) })
+		r.async(wg, func() { r.fileOp(ctx, p, o, l, rm) })
 	}
 }
 
-// async runs fn in the background within the transfer bound.
-func (r *syncRun) async(ctx context.Context, wg *gosync.WaitGroup, fn func()) {
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		select {
-		case r.xferSem <- struct{}{}:
-		case <-ctx.Done():
-			return
-		}
-		defer func() { <-r.xferSem }()
-		if ctx.Err() == nil {
-			fn()
-		}
-	}()
+// async runs fn in the background within the transfer bound; wg is Done
+// when it ran, or when the run was cancelled before its turn.
+func (r *syncRun) async(wg *gosync.WaitGroup, fn func()) {
+	r.xfer.add(wg, fn)
 }
 
 // mtimeRefiner is what an FTP target offers when its listing gives only minutes

@@ -248,9 +248,12 @@ func (r *syncRun) copyFile(ctx context.Context, src sideID, from, to string, e, 
 	if src == sideRemote {
 		dst, verb = sideLocal, "download"
 	}
-	detail := humanSize(e.Size)
-	if old != nil {
-		detail += ", replaces the " + dst.String() + " file"
+	detail := ""
+	if r.opts.Out != nil { // only say prints it
+		detail = humanSize(e.Size)
+		if old != nil {
+			detail += ", replaces the " + dst.String() + " file"
+		}
 	}
 	if r.opts.DryRun {
 		r.countCopy(src, e.Size)

@@ -35,6 +35,9 @@ type Features struct {
 	TLS            bool          // the control and data channels are encrypted
 	Chmod          bool          // permission bits can be set
 	MtimePrecision time.Duration // finest precision of listed times
+	// StagedWrites: a Write with WriteOptions.Staged costs less than an
+	// atomic one, and listings give exact sizes to check it with.
+	StagedWrites bool
 }
 
 // CanSetModTime reports whether SetModTime can work on this target.
@@ -49,6 +52,14 @@ type WriteOptions struct {
 	// the write fails if it yields a different number (a truncated source
 	// must never land under the final name).
 	Size int64
+	// Staged says that the caller keeps path out of sight until it has
+	// checked it: the folder holding it has a temporary name, renamed into
+	// place only once a listing shows every file in it complete. A target
+	// whose Features have StagedWrites may then store straight under path,
+	// without the temporary name, check and rename of an atomic write; the
+	// Entry it returns describes what was sent, not what the target holds.
+	// Other targets ignore it.
+	Staged bool
 }
 
 // Target is a tree of files. Implementations are safe for concurrent use.

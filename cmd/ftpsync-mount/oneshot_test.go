@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
+	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
 // runCLI runs the command line in-process and returns the exit status
@@ -215,15 +216,10 @@ func TestHelperOneshotChild(t *testing.T) {
 	os.Exit(run(strings.Split(args, "\n")))
 }
 
-func TestKilledRunResumes(t *testing.T) {
-	base := t.TempDir()
-	l, r, st := filepath.Join(base, "l"), filepath.Join(base, "r"), filepath.Join(base, "state")
-	const files = 300
-	for i := range files {
-		writeFileAt(t, filepath.Join(l, fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d", i)), strings.Repeat("x", i), mt0)
-	}
-	os.MkdirAll(r, 0o755)
-	args := []string{"upload", l, r, "--state-dir", st, "--parallel", "2"}
+// startChild runs the command line args in a child process that the test
+// can kill -9, and returns it with its standard output.
+func startChild(t *testing.T, args []string) (*exec.Cmd, io.ReadCloser) {
+	t.Helper()
 	child := exec.Command(os.Args[0], "-test.run=^TestHelperOneshotChild$")
 	child.Env = append(os.Environ(), "FTPSYNC_TEST_CHILD_ARGS="+strings.Join(args, "\n"))
 	stdout, err := child.StdoutPipe()
@@ -233,6 +229,19 @@ func TestKilledRunResumes(t *testing.T) {
 	if err := child.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return child, stdout
+}
+
+func TestKilledRunResumes(t *testing.T) {
+	base := t.TempDir()
+	l, r, st := filepath.Join(base, "l"), filepath.Join(base, "r"), filepath.Join(base, "state")
+	const files = 300
+	for i := range files {
+		writeFileAt(t, filepath.Join(l, fmt.Sprintf("d%d", i%7), fmt.Sprintf("f%03d", i)), strings.Repeat("x", i), mt0)
+	}
+	os.MkdirAll(r, 0o755)
+	args := []string{"upload", l, r, "--state-dir", st, "--parallel", "2"}
+	child, stdout := startChild(t, args)
 	// Kill it as soon as some uploads are recorded (each line is printed
 	// after its record is stored).
 	sc := bufio.NewScanner(stdout)
@@ -279,4 +288,79 @@ func TestKilledRunResumes(t *testing.T) {
 	if code, out := runCLI(t, t.Context(), args...); code != exitOK || !strings.Contains(out, "0 up") {
 		t.Errorf("third run: %d\n%s", code, out)
 	}
+}
+
+// TestKilledStagedUploadResumes kills an upload of new folders to an FTP
+// server while they are staged (sync/oneshot_stage.go): the next run takes
+// up the staging folders and sends only what had not arrived.
+func TestKilledStagedUploadResumes(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	t.Setenv("FTPSYNC_PASSWORD", srv.Password)
+	base := t.TempDir()
+	l, st := filepath.Join(base, "l"), filepath.Join(base, "state")
+	const files = 300
+	for i := range files {
+		writeFileAt(t, filepath.Join(l, fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%03d", i)), strings.Repeat("x", 100*i), mt0)
+	}
+	args := []string{"upload", l, srv.URL(), "--state-dir", st, "--parallel", "2"}
+	child, stdout := startChild(t, args)
+	go io.Copy(io.Discard, stdout)
+	// Kill it once some files are staged and none is in place yet.
+	staged := 0
+	for deadline := time.Now().Add(20 * time.Second); staged < 60 && time.Now().Before(deadline); time.Sleep(2 * time.Millisecond) {
+		staged = countStaged(t, srv.Root)
+	}
+	child.Process.Kill()
+	child.Wait()
+	if staged < 60 {
+		t.Fatalf("only %d files staged before the deadline", staged)
+	}
+	staged = countStaged(t, srv.Root)
+	for i := range 3 {
+		if _, err := os.Stat(filepath.Join(srv.Root, fmt.Sprintf("d%d", i))); err == nil {
+			t.Fatalf("d%d is in place already; the kill came too late to test a resumed staging", i)
+		}
+	}
+
+	code, out := runCLI(t, t.Context(), args...)
+	if code != exitOK {
+		t.Fatalf("resumed run: %d\n%s", code, out)
+	}
+	var sent int
+	if _, err := fmt.Sscanf(out[strings.Index(out, "upload done"):], "upload done in %s %d up", new(string), &sent); err != nil {
+		t.Fatalf("no summary: %v\n%s", err, out)
+	}
+	// Up to --parallel files may have been cut by the kill.
+	if sent > files-staged+2 {
+		t.Errorf("the resumed run uploaded %d files; %d of %d were staged", sent, staged, files)
+	}
+	if !strings.Contains(out, "0 conflicts, 0 skipped") {
+		t.Errorf("the resumed run found conflicts:\n%s", out)
+	}
+	for i := range files {
+		p := filepath.Join(fmt.Sprintf("d%d", i%3), fmt.Sprintf("f%03d", i))
+		if got := mustRead(t, filepath.Join(srv.Root, p)); got != strings.Repeat("x", 100*i) {
+			t.Fatalf("%s: %d bytes on the server, want %d", p, len(got), 100*i)
+		}
+	}
+	if n := countStaged(t, srv.Root); n != 0 {
+		t.Errorf("%d files left in staging folders", n)
+	}
+	if code, out := runCLI(t, t.Context(), args...); code != exitOK || !strings.Contains(out, "0 up") {
+		t.Errorf("third run: %d\n%s", code, out)
+	}
+}
+
+// countStaged counts the files in staging folders under root.
+func countStaged(t *testing.T, root string) int {
+	t.Helper()
+	n := 0
+	ents, _ := os.ReadDir(root)
+	for _, e := range ents {
+		if e.IsDir() && target.IsTempName(e.Name()) {
+			files, _ := os.ReadDir(filepath.Join(root, e.Name()))
+			n += len(files)
+		}
+	}
+	return n
 }

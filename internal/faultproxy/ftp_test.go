@@ -126,11 +126,18 @@ func readTree(t *testing.T, root string) (files map[string][]byte, temps int) {
 	t.Helper()
 	files = map[string][]byte{}
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
 			return err
 		}
 		if target.IsTempName(d.Name()) {
+			// A temporary file, or a staging folder (sync/oneshot_stage.go).
 			temps++
+			if d.IsDir() {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() {
 			return nil
 		}
 		rel, _ := filepath.Rel(root, p)

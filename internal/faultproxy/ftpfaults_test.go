@@ -7,10 +7,13 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/ftpsync-mount/ftpsync-mount/internal/faultproxy"
 	"github.com/ftpsync-mount/ftpsync-mount/internal/ftpd/ftpdtest"
 	syncpkg "github.com/ftpsync-mount/ftpsync-mount/sync"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
+	"github.com/ftpsync-mount/ftpsync-mount/target/ftp"
 	"github.com/ftpsync-mount/ftpsync-mount/target/local"
 )
 
@@ -92,6 +95,28 @@ func TestListReadWriteThroughFaults(t *testing.T) {
 	fig.report(t, "list, read, write", p, seed)
 }
 
+// oneShotPair opens the two sides of a one-shot run, the server through a
+// fault proxy seeded with seed, and the state store; all close when the
+// test ends.
+func oneShotPair(t *testing.T, fig *figures, srv *ftpdtest.Server, seed int64, ldir, stateDir string) (*faultproxy.Proxy, *ftp.Target, *local.Target, *syncpkg.Store, logrus.FieldLogger) {
+	t.Helper()
+	p := faultproxy.New(faultConfig(t, seed))
+	t.Cleanup(func() { p.Close() })
+	remote := newTarget(t, fig, srv, p)
+	log := testLog(t)
+	lt, err := local.New(ldir, local.Options{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { lt.Close() })
+	st, err := syncpkg.OpenStore(stateDir, lt.ID(), remote.ID(), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return p, remote, lt, st, log
+}
+
 // TestOneShotSyncThroughFaults runs the one-shot two-way sync between a
 // local folder and the server through the faults until a run succeeds; both
 // sides then hold the union of the two trees, byte for byte.
@@ -111,20 +136,7 @@ func TestOneShotSyncThroughFaults(t *testing.T) {
 		}
 	}
 	fig := &figures{}
-	p := faultproxy.New(faultConfig(t, seed))
-	defer p.Close()
-	remote := newTarget(t, fig, srv, p)
-	log := testLog(t)
-	lt, err := local.New(ldir, local.Options{Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lt.Close()
-	st, err := syncpkg.OpenStore(stateDir, lt.ID(), remote.ID(), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	p, remote, lt, st, log := oneShotPair(t, fig, srv, seed, ldir, stateDir)
 
 	wr, wl := watch(t, srv.Root, allowed, fig), watch(t, ldir, allowed, fig)
 	var last syncpkg.Summary
@@ -154,4 +166,45 @@ func TestOneShotSyncThroughFaults(t *testing.T) {
 		t.Error("sync wrote a meta file on the server")
 	}
 	fig.report(t, "one-shot sync", p, seed)
+}
+
+// TestOneShotUploadOfNewFoldersThroughFaults uploads a tree of folders the
+// server does not have, which the engine stages (sync/oneshot_stage.go),
+// through the faults until a run succeeds: every file arrives whole, none
+// is seen half-written under its final path, and no staging folder is
+// left.
+func TestOneShotUploadOfNewFoldersThroughFaults(t *testing.T) {
+	const seed = 12
+	rnd := rand.New(rand.NewSource(seed))
+	srv := ftpdtest.Start(t)
+	ldir, stateDir := t.TempDir(), t.TempDir()
+	want := map[string][]byte{}
+	allowed := map[string][][]byte{}
+	for path, data := range fillTree(t, filepath.Join(ldir, "new"), rnd, "l", 16, 150<<10) {
+		want["new/"+path] = data
+		allowed["new/"+path] = [][]byte{data}
+	}
+	fig := &figures{}
+	p, remote, lt, st, log := oneShotPair(t, fig, srv, seed, ldir, stateDir)
+	if !remote.Features().StagedWrites {
+		t.Fatal("the embedded server should offer staged writes (MLSD)")
+	}
+	w := watch(t, srv.Root, allowed, fig)
+	retry(t, fig, "upload", func() error {
+		_, err := syncpkg.Run(t.Context(), lt, remote, syncpkg.Options{Mode: syncpkg.ModeUpload, Parallel: 2, Store: st, Log: log})
+		return err
+	})
+	if bad := w.end(); len(bad) > 0 {
+		t.Errorf("half-written files seen on the server: %v", bad)
+	}
+	onServer, temps := readTree(t, srv.Root)
+	compareTrees(t, fig, "server", onServer, want)
+	if temps != 0 {
+		t.Errorf("%d temporary files or staging folders left on the server", temps)
+	}
+	sum, err := syncpkg.Run(t.Context(), lt, remote, syncpkg.Options{Mode: syncpkg.ModeSync, Parallel: 2, Store: st, Log: log})
+	if err != nil || sum.FilesUp+sum.FilesDown+sum.DeletedLocal+sum.DeletedRemote+sum.Conflicts != 0 {
+		t.Errorf("sync after success: %+v, %v; want nothing to do", sum, err)
+	}
+	fig.report(t, "one-shot upload of new folders", p, seed)
 }

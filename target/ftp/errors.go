@@ -48,12 +48,19 @@ func replyCode(err error) int {
 
 // isConnError reports whether err leaves the control connection in an unknown
 // state, so that the connection must be discarded: network errors, timeouts,
-// a closed stream, or a 421 (the server is closing it).
+// a closed stream, a 421 (the server is closing it), or a reply out of step
+// with the commands: one that is not a reply line, or a positive reply where
+// the command failed, which answers another command (a command cut short on
+// the way leaves every later reply one behind).
 func isConnError(err error) bool {
 	if err == nil {
 		return false
 	}
-	if replyCode(err) == codeNotAvailable {
+	if c := replyCode(err); c == codeNotAvailable || c > 0 && c < 400 {
+		return true
+	}
+	var pe textproto.ProtocolError
+	if errors.As(err, &pe) {
 		return true
 	}
 	var ne net.Error
@@ -85,7 +92,8 @@ func classify(err error) error {
 	case code == codeNotLoggedIn || code == codeNeedAccount:
 		return target.ErrAuth
 	case code == codeNotAvailable || code == codeCantOpenData || code == codeAborted ||
-		code == codeFileBusy || code == codeLocalError || code == codeNoSpace:
+		code == codeFileBusy || code == codeLocalError || code == codeNoSpace,
+		code > 0 && code < 400: // out of step (see isConnError): again on another connection
 		return target.ErrTemporary
 	case code == codeNotImplemented || code == codeNotImplParam:
 		return target.ErrUnsupported

@@ -76,7 +76,8 @@ type Target struct {
 	password string // read only; never logged
 	tlsCfg   *tls.Config
 	timeout  time.Duration
-	dialer   func(ctx context.Context, network, addr string) (net.Conn, error)
+	dialer   func(ctx context.Context, network, addr string) (net.Conn, error) // control connections
+	dataDial func(ctx context.Context, network, addr string) (net.Conn, error) // data connections
 	log      logrus.FieldLogger
 	pool     *pool
 
@@ -101,7 +102,7 @@ func New(ctx context.Context, opts Options) (*Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Target{ep: ep, given: ep, password: opts.Password, timeout: opts.Timeout, dialer: opts.DialContext}
+	t := &Target{ep: ep, given: ep, password: opts.Password, timeout: opts.Timeout, dialer: opts.DialContext, dataDial: opts.DialContext}
 	t.log = opts.Log.WithField("remote", ep.String())
 	if t.timeout <= 0 {
 		t.timeout = defaultTimeout
@@ -109,6 +110,11 @@ func New(ctx context.Context, opts Options) (*Target, error) {
 	if t.dialer == nil {
 		d := &net.Dialer{Timeout: t.timeout, KeepAlive: 30 * time.Second}
 		t.dialer = d.DialContext
+		// A data connection carries one transfer, which idleConn's
+		// deadlines watch; keep-alive probes would only cost four
+		// setsockopt calls per file.
+		dd := &net.Dialer{Timeout: t.timeout, KeepAlive: -1}
+		t.dataDial = dd.DialContext
 	}
 	if t.password == "" {
 		netrc := ""
@@ -196,7 +202,11 @@ func (t *Target) dialConn(ctx context.Context) (*conn, error) {
 	tlsCfg := t.connTLSConfig()
 	dialed := 0
 	dialFunc := func(network, addr string) (net.Conn, error) {
-		raw, err := t.dialer(c.ctx, network, addr)
+		dial := t.dialer
+		if dialed > 0 {
+			dial = t.dataDial
+		}
+		raw, err := dial(c.ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -310,6 +320,7 @@ func (t *Target) Features() target.Features {
 	}
 	if t.feat.mlst {
 		f.MtimePrecision = time.Second
+		f.StagedWrites = true
 	}
 	return f
 }

@@ -233,8 +233,8 @@ func TestFeatures(t *testing.T) {
 	srv := ftpdtest.Start(t)
 	tg := newTarget(t, srv, Options{})
 	f := tg.Features()
-	if !f.MLSD || !f.MFMT || !f.REST || !f.APPE || f.TLS || f.MtimePrecision != time.Second {
-		t.Errorf("features %+v: want MLSD, MFMT, REST, APPE, no TLS, second precision", f)
+	if !f.MLSD || !f.MFMT || !f.REST || !f.APPE || f.TLS || f.MtimePrecision != time.Second || !f.StagedWrites {
+		t.Errorf("features %+v: want MLSD, MFMT, REST, APPE, no TLS, second precision, staged writes", f)
 	}
 	got := parseFeat("FEAT\r\n211-Features:\r\n MDTM\r\n REST STREAM\r\n SIZE\r\n UTF8\r\n211 End\r\nTYPE I\r\n")
 	if want := (serverFeatures{mdtm: true, rest: true, utf8: true}); got != want {

@@ -179,16 +179,24 @@ func (t *Target) List(ctx context.Context, dir string) ([]target.Entry, error) {
 	return es, err
 }
 
-// listAbs changes into the directory (so that no LIST argument is globbed
-// or taken for an option) and lists it, reading the raw bytes the data
-// connection delivered: jlaffaye/ftp's own parser drops precision.
+// listAbs lists a directory, reading the raw bytes the data connection
+// delivered: jlaffaye/ftp's own parser drops precision. MLSD takes the path
+// (RFC 3659: a pathname, never globbed or taken for an option); LIST is
+// given none after a change into the directory, since servers glob its
+// argument and read a leading dash as options. The change costs a command
+// and a round trip per listing, which MLSD servers are spared.
 func (t *Target) listAbs(c *conn, abs, logDir string) ([]target.Entry, error) {
-	if err := c.sc.ChangeDir(abs); err != nil {
-		return nil, err
+	mlsd := c.sc.IsTimePreciseInList() && !t.listHidden
+	arg := abs
+	if !mlsd {
+		if err := c.sc.ChangeDir(abs); err != nil {
+			return nil, err
+		}
+		arg = ""
 	}
 	var buf bytes.Buffer
 	c.capture = &buf
-	_, err := c.sc.List("")
+	_, err := c.sc.List(arg)
 	c.capture = nil
 	if err != nil {
 		return nil, err
@@ -199,10 +207,20 @@ func (t *Target) listAbs(c *conn, abs, logDir string) ([]target.Entry, error) {
 		// entries it left out must not look deleted.
 		return nil, target.Errorf("list", logDir, target.ErrTemporary, "the listing ended mid-line after %d bytes: the transfer was cut short", len(b))
 	}
-	mlsd := c.sc.IsTimePreciseInList() && !t.listHidden
 	es, problems := parseListing(buf.Bytes(), mlsd, time.Now(), time.UTC)
 	for _, p := range problems {
 		t.log.WithField("dir", "/"+logDir).Warn("listing: " + p)
+	}
+	if mlsd && len(es) == 1 && !es[0].IsDir && es[0].Name == path.Base(abs) {
+		// Some servers answer MLSD of a file with the file's own line,
+		// which looks like a folder holding a file of its name.
+		e, err := t.statAbs(c, abs)
+		if err != nil {
+			return nil, err
+		}
+		if !e.IsDir {
+			return nil, kindError("list", logDir, target.ErrNotDir, errors.New("a file, not a folder"))
+		}
 	}
 	return es, nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,6 +46,8 @@ func TestClassify(t *testing.T) {
 		{reply(553, "File name not allowed"), target.ErrInvalidName},
 		{reply(502, "Command not implemented"), target.ErrUnsupported},
 		{reply(501, "Syntax error"), nil},
+		{reply(227, "Entering Passive Mode (127,0,0,1,122,219)"), target.ErrTemporary},
+		{textproto.ProtocolError("short response: 21"), target.ErrTemporary},
 		{io.EOF, target.ErrTemporary},
 		{&net.OpError{Op: "read", Err: errors.New("connection reset")}, target.ErrTemporary},
 		{jftp.ErrInvalidCommand, target.ErrInvalidName},
@@ -205,4 +208,84 @@ func TestPasswordFromEnvironment(t *testing.T) {
 		t.Fatalf("New with %s: %v", PasswordEnv, err)
 	}
 	tg.Close()
+}
+
+// recordCommands opens a target on srv through a proxy that notes the
+// commands it sends; sent returns those since the last call, by name.
+func recordCommands(t *testing.T, srv *ftpdtest.Server) (tg *Target, sent func() string) {
+	var mu sync.Mutex
+	var cmds []string
+	px := startFilterProxy(t, srv.Addr(), 0, func(cmd string) string {
+		mu.Lock()
+		cmds = append(cmds, strings.Fields(cmd)[0])
+		mu.Unlock()
+		return ""
+	})
+	tg = newTarget(t, srv, Options{URL: "ftp://tester@" + px.addr() + "/"})
+	return tg, func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		s := strings.Join(cmds, " ")
+		cmds = nil
+		return s
+	}
+}
+
+// TestStagedWrite: a staged write is STOR and MFMT straight under the
+// name, with no temporary file, check or rename, and describes what was
+// sent.
+func TestStagedWrite(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	tg, sent := recordCommands(t, srv)
+	if err := tg.Mkdir(t.Context(), "staged"); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2021, 3, 4, 5, 6, 7, 800, time.UTC)
+	sent()
+	e, err := tg.Write(t.Context(), "staged/f", strings.NewReader("staged data"), target.WriteOptions{ModTime: mt, Size: 11, Staged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Name != "f" || e.Size != 11 || !e.ModTime.Equal(mt.Truncate(time.Second)) {
+		t.Errorf("staged write returned %+v", e)
+	}
+	if got := sent(); got != "EPSV STOR MFMT" && got != "PASV STOR MFMT" {
+		t.Errorf("staged write sent %q, want only the data connection, STOR and MFMT", got)
+	}
+	if b, _ := os.ReadFile(filepath.Join(srv.Root, "staged", "f")); string(b) != "staged data" {
+		t.Errorf("disk holds %q", b)
+	}
+	if fi, err := os.Stat(filepath.Join(srv.Root, "staged", "f")); err != nil || !fi.ModTime().Equal(mt.Truncate(time.Second)) {
+		t.Errorf("mtime on disk: %v, %v", fi, err)
+	}
+	if names, _ := os.ReadDir(filepath.Join(srv.Root, "staged")); len(names) != 1 {
+		t.Errorf("folder holds %v, want only f", names)
+	}
+}
+
+// TestListMLSDTakesThePath: with MLSD a listing is one command on the
+// control connection, the path its argument and nothing globbed; a file is
+// not a folder even where the server lists it.
+func TestListMLSDTakesThePath(t *testing.T) {
+	srv := ftpdtest.Start(t)
+	tg, sent := recordCommands(t, srv)
+	for _, d := range []string{"a [b]*", "a b", "ab"} {
+		if err := os.MkdirAll(filepath.Join(srv.Root, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(srv.Root, d, "in "+d), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sent()
+	es, err := tg.List(t.Context(), "a [b]*")
+	if err != nil || len(es) != 1 || es[0].Name != "in a [b]*" {
+		t.Fatalf("list = %+v, %v; want the one file in the folder", es, err)
+	}
+	if got := sent(); got != "EPSV MLSD" {
+		t.Errorf("listing sent %q, want EPSV MLSD", got)
+	}
+	if _, err := tg.List(t.Context(), "ab/in ab"); !errors.Is(err, target.ErrNotDir) {
+		t.Errorf("list of a file: %v, want ErrNotDir", err)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target"
@@ -15,6 +16,11 @@ import (
 // copyBufSize is the chunk an upload is written in: large, so that a fast
 // link is not throttled by per-write overhead (TLS records, deadlines).
 const copyBufSize = 256 << 10
+
+// copyBufs recycles upload buffers: a tree of small files would otherwise
+// allocate (and the collector clear and scan) 256 KiB per file, which was
+// most of a one-shot upload's allocation.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
 var errTooLong = errors.New("source yields more bytes than announced")
 
@@ -65,7 +71,9 @@ func (cr *countingReader) Read(p []byte) (int, error) {
 // refuses a data connection without a handshake. (jlaffaye/ftp does this
 // for STOR but not for APPE.)
 func (cr *countingReader) WriteTo(w io.Writer) (int64, error) {
-	n, err := io.CopyBuffer(w, struct{ io.Reader }{cr}, make([]byte, copyBufSize))
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(w, struct{ io.Reader }{cr}, *buf)
 	if n == 0 && err == nil {
 		if h, ok := w.(interface{ Handshake() error }); ok {
 			err = h.Handshake()
@@ -124,7 +132,7 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 		e, err = t.write(c, rel, tmp, cr, opts)
 		return err
 	})
-	if err != nil && stored && !t.renameRefused.Load() {
+	if err != nil && stored && !opts.Staged && !t.renameRefused.Load() {
 		t.removeTemp(ctx, tmp)
 	}
 	return e, err
@@ -132,6 +140,9 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 
 // write runs one attempt of Write on c.
 func (t *Target) write(c *conn, rel, tmp string, cr *countingReader, opts target.WriteOptions) (target.Entry, error) {
+	if opts.Staged {
+		return t.storStaged(c, rel, cr, opts)
+	}
 	if t.renameRefused.Load() {
 		return t.storInPlace(c, rel, cr, opts)
 	}
@@ -286,7 +297,9 @@ func (t *Target) copyInPlace(c *conn, rel, tmpAbs string, cr *countingReader, op
 		if err != nil {
 			return target.Entry{}, err
 		}
-		_, cerr := io.CopyBuffer(spool, resp, make([]byte, copyBufSize))
+		buf := copyBufs.Get().(*[]byte)
+		_, cerr := io.CopyBuffer(spool, resp, *buf)
+		copyBufs.Put(buf)
 		if err := errors.Join(cerr, resp.Close()); err != nil {
 			return target.Entry{}, err
 		}
@@ -312,6 +325,25 @@ func (t *Target) storInPlace(c *conn, rel string, cr *countingReader, opts targe
 		}
 	}
 	return t.stat(c, rel)
+}
+
+// storStaged stores straight under the final name inside a folder the
+// caller keeps out of sight and checks with a listing before it renames
+// the folder into place (WriteOptions.Staged): STOR and the time, two
+// commands where an atomic write needs five.
+func (t *Target) storStaged(c *conn, rel string, cr *countingReader, opts target.WriteOptions) (target.Entry, error) {
+	abs := t.abs(rel)
+	if err := t.stor(c, rel, abs, cr, opts); err != nil {
+		return target.Entry{}, err
+	}
+	e := target.Entry{Name: target.Base(rel), Size: cr.n, Precision: time.Second}
+	if !opts.ModTime.IsZero() {
+		if err := t.setTempTime(c, abs, opts); err != nil {
+			return target.Entry{}, err
+		}
+		e.ModTime = opts.ModTime.UTC().Truncate(time.Second)
+	}
+	return e, nil
 }
 
 // removeTemp deletes a temporary file after a failed Write, on a context

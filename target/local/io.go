@@ -8,8 +8,10 @@ import (
 	"io/fs"
 	"os"
 	"strconv"
-	"time"
+	"sync"
 	"unicode/utf8"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
@@ -18,39 +20,47 @@ import (
 // checks its context a few hundred times, not millions.
 const copyBuf = 256 << 10
 
+// copyBufs recycles write buffers, so that a download of many small files
+// does not allocate 256 KiB for each.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
+
 // maxName is the longest file name common local filesystems accept, in bytes.
 const maxName = 255
 
-// openRegular opens the regular file rel with flag, refusing directories,
-// links and special files, including one swapped in while we opened it.
-func (t *Target) openRegular(op, rel string, flag int) (*os.File, fs.FileInfo, error) {
-	before, err := t.lstatFinal(op, rel)
+// openRegular opens the regular file name in dir (rel below the root)
+// with flag, refusing directories, links and special files, including one
+// swapped in while we opened it.
+func (t *Target) openRegular(op, rel string, dir int, name string, flag int) (*os.File, error) {
+	before, err := t.lstatIn(op, rel, dir, name)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if before.IsDir() {
-		return nil, nil, target.NewError(op, rel, target.ErrIsDir, nil)
+		return nil, target.NewError(op, rel, target.ErrIsDir, nil)
 	}
-	f, err := t.root.OpenFile(rel, flag, 0)
+	// O_NOFOLLOW refuses a link swapped in since the lstat, and O_NONBLOCK
+	// keeps a FIFO swapped in from blocking the open.
+	fd, err := openat(dir, name, flag|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, nil, t.mapErr(op, rel, err)
+		return nil, t.mapErr(op, rel, err)
 	}
-	opened, err := f.Stat()
-	if err != nil {
-		_ = f.Close()
-		return nil, nil, t.mapErr(op, rel, err)
+	opened, err := fstat(fd, name)
+	switch {
+	case err != nil:
+		unix.Close(fd)
+		return nil, t.mapErr(op, rel, err)
+	case opened.IsDir():
+		unix.Close(fd)
+		return nil, target.NewError(op, rel, target.ErrIsDir, nil)
+	case !opened.Mode().IsRegular():
+		unix.Close(fd)
+		return nil, target.Errorf(op, rel, target.ErrNotFound, "%s changed into a special file while being opened", rel)
 	}
-	// os.Root follows links inside the root. What we opened must be the
-	// regular file that was at rel just before or just after opening (a
-	// concurrent Write may replace it); anything else came through a link.
-	if !os.SameFile(opened, before) {
-		after, err := t.root.Lstat(rel)
-		if err != nil || !after.Mode().IsRegular() || !os.SameFile(opened, after) {
-			_ = f.Close()
-			return nil, nil, target.Errorf(op, rel, target.ErrNotFound, "%s changed into a link or special file while being opened", rel)
-		}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, t.mapErr(op, rel, wrapSys("fcntl", rel, err))
 	}
-	return f, opened, nil
+	return newFile(fd, rel), nil
 }
 
 // Open streams the file from offset; length < 0 reads to the end. The
@@ -63,7 +73,15 @@ func (t *Target) Open(ctx context.Context, p string, offset, length int64) (io.R
 	if offset < 0 {
 		return nil, target.Errorf("read", rel, nil, "negative offset %d", offset)
 	}
-	f, _, err := t.openRegular("read", rel, os.O_RDONLY)
+	if rel == "" {
+		return nil, target.NewError("read", rel, target.ErrIsDir, nil)
+	}
+	dir, name, err := t.parentOf("read", rel, dirFlags)
+	if err != nil {
+		return nil, err
+	}
+	f, err := t.openRegular("read", rel, dir, name, os.O_RDONLY)
+	unix.Close(dir)
 	if err != nil {
 		return nil, err
 	}
@@ -107,7 +125,12 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 	if rel == "" {
 		return target.Entry{}, target.NewError("write", rel, target.ErrIsDir, nil)
 	}
-	old, err := t.refuseLink("write", rel)
+	dir, name, err := t.parentOf("write", rel, dirFlags)
+	if err != nil {
+		return target.Entry{}, err
+	}
+	defer unix.Close(dir)
+	old, err := t.refuseLink("write", rel, dir, name)
 	if err != nil {
 		return target.Entry{}, err
 	}
@@ -118,28 +141,28 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 		}
 		mode = old.Mode().Perm()
 	}
-	f, tmp, err := t.createTemp(rel)
+	f, tmp, err := t.createTemp(rel, dir, name)
 	if err != nil {
 		return target.Entry{}, err
 	}
-	if err := t.fillTemp(ctx, f, tmp, rel, r, opts, mode); err != nil {
-		if rerr := t.root.Remove(tmp); rerr != nil && !errors.Is(rerr, fs.ErrNotExist) {
-			t.log.WithError(rerr).WithField("path", tmp).Warn("write: cannot remove temp file")
+	if err := t.fillTemp(ctx, f, dir, tmp, rel, r, opts, mode); err != nil {
+		if rerr := unix.Unlinkat(dir, tmp, 0); rerr != nil && !errors.Is(rerr, unix.ENOENT) {
+			parent, _ := target.Split(rel)
+			t.log.WithError(rerr).WithField("path", target.Join(parent, tmp)).Warn("write: cannot remove temp file")
 		}
 		return target.Entry{}, err
 	}
-	if err := t.root.Rename(tmp, rel); err != nil {
-		_ = t.root.Remove(tmp)
-		return target.Entry{}, t.mapErr("write", rel, err)
+	if err := unix.Renameat(dir, tmp, dir, name); err != nil {
+		_ = unix.Unlinkat(dir, tmp, 0)
+		return target.Entry{}, t.mapErr("write", rel, wrapSys("renameat", rel, err))
 	}
-	t.syncDir(rel)
-	return t.Stat(context.WithoutCancel(ctx), rel)
+	t.syncDir(rel, dir)
+	return t.statIn("write", rel, dir, name)
 }
 
-// createTemp creates an empty temp file beside rel, readable only by us
-// until fillTemp sets the final mode.
-func (t *Target) createTemp(rel string) (*os.File, string, error) {
-	dir, name := target.Split(rel)
+// createTemp creates an empty temp file in dir beside name (rel below the
+// root), readable only by us until fillTemp sets the final mode.
+func (t *Target) createTemp(rel string, dir int, name string) (*os.File, string, error) {
 	for range 5 {
 		unique := t.tmpBase + strconv.FormatUint(t.tmpSeq.Add(1), 36)
 		tmpName := target.TempName(name, unique)
@@ -152,22 +175,21 @@ func (t *Target) createTemp(rel string) (*os.File, string, error) {
 			}
 			tmpName = target.TempName(name[:cut], unique)
 		}
-		tmp := target.Join(dir, tmpName)
-		f, err := t.root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		fd, err := openat(dir, tmpName, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
 		if errors.Is(err, fs.ErrExist) {
 			continue // left by another process with the same random part
 		}
 		if err != nil {
 			return nil, "", t.mapErr("write", rel, err)
 		}
-		return f, tmp, nil
+		return newFile(fd, tmpName), tmpName, nil
 	}
 	return nil, "", target.Errorf("write", rel, target.ErrExist, "no free temp name beside %s", rel)
 }
 
-// fillTemp copies r into f, checks the size, sets mode and time and makes
-// it all durable. It always closes f.
-func (t *Target) fillTemp(ctx context.Context, f *os.File, tmp, rel string, r io.Reader, opts target.WriteOptions, mode os.FileMode) error {
+// fillTemp copies r into f (tmp in dir), checks the size, sets mode and
+// time and makes it all durable. It always closes f.
+func (t *Target) fillTemp(ctx context.Context, f *os.File, dir int, tmp, rel string, r io.Reader, opts target.WriteOptions, mode os.FileMode) error {
 	defer f.Close()
 	n, srcErr, dstErr := copyCtx(ctx, f, r, opts.Size)
 	if srcErr != nil {
@@ -185,7 +207,7 @@ func (t *Target) fillTemp(ctx context.Context, f *os.File, tmp, rel string, r io
 	if !opts.ModTime.IsZero() {
 		// Set before the rename, so that the file appears under its
 		// final name with its final time.
-		if err := t.root.Chtimes(tmp, time.Time{}, opts.ModTime); err != nil {
+		if err := setMtime(dir, tmp, opts.ModTime); err != nil {
 			return t.mapErr("write", rel, err)
 		}
 	}
@@ -207,7 +229,9 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader, size int64) (n int64
 	if size >= 0 {
 		r = io.LimitReader(r, size+1)
 	}
-	buf := make([]byte, copyBuf)
+	pb := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(pb)
+	buf := *pb
 	for {
 		if err := ctx.Err(); err != nil {
 			return n, err, nil
@@ -228,17 +252,13 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader, size int64) (n int64
 	}
 }
 
-// syncDir makes a rename in rel's directory durable. A failure is logged,
-// not returned: the data itself is already on disk.
-func (t *Target) syncDir(rel string) {
-	dir, _ := target.Split(rel)
-	if dir == "" {
-		dir = "."
-	}
-	d, err := t.root.Open(dir)
+// syncDir makes a rename in dir (the folder of rel) durable. A failure is
+// logged, not returned: the data itself is already on disk.
+func (t *Target) syncDir(rel string, dir int) {
+	fd, err := openat(dir, ".", unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err == nil {
-		err = d.Sync()
-		_ = d.Close()
+		err = wrapSys("fsync", rel, unix.Fsync(fd))
+		unix.Close(fd)
 	}
 	if err != nil {
 		t.log.WithError(err).WithField("path", rel).Debug("write: cannot fsync the directory")
@@ -253,7 +273,15 @@ func (t *Target) Append(ctx context.Context, p string, r io.Reader) (target.Entr
 	if err != nil {
 		return target.Entry{}, err
 	}
-	f, _, err := t.openRegular("append", rel, os.O_WRONLY|os.O_APPEND)
+	if rel == "" {
+		return target.Entry{}, target.NewError("append", rel, target.ErrIsDir, nil)
+	}
+	dir, name, err := t.parentOf("append", rel, dirFlags)
+	if err != nil {
+		return target.Entry{}, err
+	}
+	defer unix.Close(dir)
+	f, err := t.openRegular("append", rel, dir, name, os.O_WRONLY|os.O_APPEND)
 	if err != nil {
 		return target.Entry{}, err
 	}
@@ -269,5 +297,5 @@ func (t *Target) Append(ctx context.Context, p string, r io.Reader) (target.Entr
 	if err := f.Close(); err != nil {
 		return target.Entry{}, t.mapErr("append", rel, err)
 	}
-	return t.Stat(context.WithoutCancel(ctx), rel)
+	return t.statIn("append", rel, dir, name)
 }

@@ -2,11 +2,11 @@
 // one-shot sync commands use it for the local side, and the tests use it as
 // the reference every other target is compared with.
 //
-// Symbolic links: every access goes through an os.Root, so no path can reach
-// outside the root folder, whatever links the folder holds. On top of that a
-// local target treats a symbolic link as if nothing were there: List leaves
-// links out, Stat and Open report them as not found, and a path that passes
-// through a linked directory is not found either. Write and Rename refuse to
+// Symbolic links: no path is resolved through a link (at.go tells how), so
+// no path can reach outside the root folder, whatever links the folder
+// holds. A local target treats a symbolic link as if nothing were there:
+// List leaves links out, Stat and Open report them as not found, and a path
+// that passes through a linked directory is not found either. Write and Rename refuse to
 // replace a link (ErrPermission) rather than silently destroy it. Devices,
 // sockets and pipes are handled the same way. The reason is that the remote
 // side of a sync has no links: following one locally would upload the same
@@ -23,7 +23,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -42,11 +41,13 @@ type Options struct {
 
 // Target is a folder on local disk. It is safe for concurrent use.
 type Target struct {
-	root    *os.Root           // read only; every file access goes through it
+	root    *os.File           // read only; the root folder, which every path is reached from (at.go)
 	abs     string             // read only; absolute path of the root folder
 	log     logrus.FieldLogger // read only
 	tmpBase string             // read only; random per target, keeps temp names unique across processes
 	tmpSeq  atomic.Uint64      // counter that keeps temp names unique within this target
+	// noOpenat2 is set once the kernel turned out to lack openat2.
+	noOpenat2 atomic.Bool
 }
 
 var _ target.Target = (*Target)(nil)
@@ -67,7 +68,7 @@ func New(root string, opts Options) (*Target, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("local target %s is not a folder; give the folder to sync: %w", abs, target.ErrNotDir)
 	}
-	r, err := os.OpenRoot(abs)
+	r, err := os.OpenFile(abs, os.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("local target %s: %w", abs, err)
 	}
@@ -119,9 +120,8 @@ func (t *Target) Close() error {
 	return nil
 }
 
-// resolve checks the context and the path, and makes sure every directory
-// on the way to the last element is a real directory (not a link). It
-// returns the cleaned, root-relative path; "" is the root.
+// resolve checks the context and the path and returns the cleaned,
+// root-relative path; "" is the root.
 func (t *Target) resolve(ctx context.Context, op, p string) (string, error) {
 	if err := ctx.Err(); err != nil {
 		return "", target.NewError(op, p, nil, err)
@@ -130,33 +130,14 @@ func (t *Target) resolve(ctx context.Context, op, p string) (string, error) {
 	if err != nil {
 		return "", target.NewError(op, p, target.ErrInvalidName, err)
 	}
-	for i := 0; i < len(rel); i++ {
-		if rel[i] != '/' {
-			continue
-		}
-		dir := rel[:i]
-		fi, err := t.root.Lstat(dir)
-		switch {
-		case err != nil:
-			return "", t.mapErr(op, rel, err)
-		case fi.Mode()&fs.ModeSymlink != 0:
-			return "", target.Errorf(op, rel, target.ErrNotFound, "%s is a symbolic link, which local targets do not follow", dir)
-		case !fi.IsDir():
-			return "", target.Errorf(op, rel, target.ErrNotDir, "%s is not a directory", dir)
-		}
-	}
 	return rel, nil
 }
 
-// lstatFinal describes the last element of rel without following it. A
-// link or special file counts as missing (see the package comment); the
-// returned error says which it was.
-func (t *Target) lstatFinal(op, rel string) (fs.FileInfo, error) {
-	name := rel
-	if name == "" {
-		name = "."
-	}
-	fi, err := t.root.Lstat(name)
+// lstatIn describes name in the directory dir (rel is its path below the
+// root) without following it. A link or special file counts as missing
+// (see the package comment); the returned error says which it was.
+func (t *Target) lstatIn(op, rel string, dir int, name string) (fs.FileInfo, error) {
+	fi, err := lstatAt(dir, name)
 	if err != nil {
 		return nil, t.mapErr(op, rel, err)
 	}
@@ -178,10 +159,11 @@ func unsupportedType(fi fs.FileInfo) error {
 	return fmt.Errorf("a special file (%s), which local targets do not read", m.Type())
 }
 
-// refuseLink fails if rel names a link or special file, which Write and
-// Rename would otherwise replace; a missing rel is fine.
-func (t *Target) refuseLink(op, rel string) (fs.FileInfo, error) {
-	fi, err := t.root.Lstat(rel)
+// refuseLink fails if name in dir (rel below the root) is a link or
+// special file, which Write and Rename would otherwise replace; a missing
+// name is fine.
+func (t *Target) refuseLink(op, rel string, dir int, name string) (fs.FileInfo, error) {
+	fi, err := lstatAt(dir, name)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
@@ -228,10 +210,6 @@ func (t *Target) mapErr(op, rel string, err error) error {
 		kind = target.ErrExist
 	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
 		kind = target.ErrPermission
-	case strings.Contains(err.Error(), "path escapes from parent"):
-		// os.Root refused a link that leads out of the folder; links do
-		// not exist for a local target.
-		kind = target.ErrNotFound
 	}
 	return target.NewError(op, rel, kind, err)
 }

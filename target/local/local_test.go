@@ -22,12 +22,29 @@ func newTarget(t *testing.T, dir string) *Target {
 	return tg
 }
 
+// newWalkTarget is a target that reaches paths as on a kernel without
+// openat2: one element at a time.
+func newWalkTarget(t *testing.T, dir string) *Target {
+	t.Helper()
+	tg := newTarget(t, dir)
+	tg.noOpenat2.Store(true)
+	return tg
+}
+
+// constructors are the two ways a target may reach paths; the tests that
+// guard against links run with both.
+var constructors = map[string]func(*testing.T, string) *Target{"openat2": newTarget, "walk": newWalkTarget}
+
 func TestContract(t *testing.T) {
-	targettest.Run(t, targettest.Harness{
-		New:   func(t *testing.T) target.Target { return newTarget(t, t.TempDir()) },
-		Root:  func(t *testing.T, tg target.Target) string { return tg.(*Target).String() },
-		Large: true,
-	})
+	for name, newT := range constructors {
+		t.Run(name, func(t *testing.T) {
+			targettest.Run(t, targettest.Harness{
+				New:   func(t *testing.T) target.Target { return newT(t, t.TempDir()) },
+				Root:  func(t *testing.T, tg target.Target) string { return tg.(*Target).String() },
+				Large: name == "openat2",
+			})
+		})
+	}
 }
 
 func TestNewRefusesMissingRoot(t *testing.T) {

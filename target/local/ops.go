@@ -8,6 +8,8 @@ import (
 	"sort"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/ftpsync-mount/ftpsync-mount/target"
 )
 
@@ -18,13 +20,31 @@ func (t *Target) Stat(ctx context.Context, p string) (target.Entry, error) {
 	if err != nil {
 		return target.Entry{}, err
 	}
-	fi, err := t.lstatFinal("stat", rel)
+	if rel == "" {
+		fd, err := t.openDir("stat", "", dirFlags)
+		if err != nil {
+			return target.Entry{}, err
+		}
+		defer unix.Close(fd)
+		fi, err := fstat(fd, ".")
+		if err != nil {
+			return target.Entry{}, t.mapErr("stat", rel, err)
+		}
+		return entry("", fi), nil
+	}
+	dir, name, err := t.parentOf("stat", rel, dirFlags)
 	if err != nil {
 		return target.Entry{}, err
 	}
-	name := ""
-	if rel != "" {
-		name = target.Base(rel)
+	defer unix.Close(dir)
+	return t.statIn("stat", rel, dir, name)
+}
+
+// statIn is Stat of name in dir, rel being its path below the root.
+func (t *Target) statIn(op, rel string, dir int, name string) (target.Entry, error) {
+	fi, err := t.lstatIn(op, rel, dir, name)
+	if err != nil {
+		return target.Entry{}, err
 	}
 	return entry(name, fi), nil
 }
@@ -40,21 +60,11 @@ func (t *Target) List(ctx context.Context, dir string) ([]target.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	fi, err := t.lstatFinal("list", rel)
+	fd, err := t.openDir("list", rel, unix.O_RDONLY|unix.O_DIRECTORY)
 	if err != nil {
 		return nil, err
 	}
-	if !fi.IsDir() {
-		return nil, target.NewError("list", rel, target.ErrNotDir, nil)
-	}
-	name := rel
-	if name == "" {
-		name = "."
-	}
-	f, err := t.root.Open(name)
-	if err != nil {
-		return nil, t.mapErr("list", rel, err)
-	}
+	f := newFile(fd, rel)
 	defer f.Close()
 	var out []target.Entry
 	for {
@@ -63,7 +73,7 @@ func (t *Target) List(ctx context.Context, dir string) ([]target.Entry, error) {
 		}
 		des, err := f.ReadDir(listBatch)
 		for _, de := range des {
-			if e, ok := t.listEntry(rel, de); ok {
+			if e, ok := t.listEntry(rel, fd, de); ok {
 				out = append(out, e)
 			}
 		}
@@ -78,27 +88,27 @@ func (t *Target) List(ctx context.Context, dir string) ([]target.Entry, error) {
 	return out, nil
 }
 
-// listEntry converts one directory entry, or says to leave it out.
-func (t *Target) listEntry(dir string, de fs.DirEntry) (target.Entry, bool) {
+// listEntry converts one entry of the directory dirFD (dir below the
+// root), or says to leave it out.
+func (t *Target) listEntry(dir string, dirFD int, de fs.DirEntry) (target.Entry, bool) {
 	name := de.Name()
-	log := t.log.WithField("path", target.Join(dir, name))
 	if target.IsTempName(name) {
-		log.Debug("list: leaving out the temp file of a write")
+		t.log.WithField("path", target.Join(dir, name)).Debug("list: leaving out the temp file of a write")
 		return target.Entry{}, false
 	}
 	if err := target.ValidName(name); err != nil {
-		log.WithError(err).Debug("list: leaving out a name a remote cannot hold")
+		t.log.WithField("path", target.Join(dir, name)).WithError(err).Debug("list: leaving out a name a remote cannot hold")
 		return target.Entry{}, false
 	}
-	fi, err := de.Info()
+	fi, err := lstatAt(dirFD, name)
 	if err != nil {
 		// Removed since ReadDir read it, or unreadable: either way not
 		// something to report.
-		log.WithError(err).Debug("list: leaving out an entry that cannot be described")
+		t.log.WithField("path", target.Join(dir, name)).WithError(err).Debug("list: leaving out an entry that cannot be described")
 		return target.Entry{}, false
 	}
 	if err := unsupportedType(fi); err != nil {
-		log.WithError(err).Debug("list: leaving out an entry that is neither file nor directory")
+		t.log.WithField("path", target.Join(dir, name)).WithError(err).Debug("list: leaving out an entry that is neither file nor directory")
 		return target.Entry{}, false
 	}
 	return entry(name, fi), true
@@ -113,8 +123,13 @@ func (t *Target) Mkdir(ctx context.Context, p string) error {
 	if rel == "" {
 		return target.NewError("mkdir", rel, target.ErrExist, nil)
 	}
-	if err := t.root.Mkdir(rel, 0o755); err != nil {
-		return t.mapErr("mkdir", rel, err)
+	dir, name, err := t.parentOf("mkdir", rel, dirFlags)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	if err := unix.Mkdirat(dir, name, 0o755); err != nil {
+		return t.mapErr("mkdir", rel, wrapSys("mkdirat", rel, err))
 	}
 	return nil
 }
@@ -128,19 +143,24 @@ func (t *Target) Rmdir(ctx context.Context, p string) error {
 	if rel == "" {
 		return target.Errorf("rmdir", rel, target.ErrPermission, "refusing to remove the root folder %s", t.abs)
 	}
-	fi, err := t.lstatFinal("rmdir", rel)
+	dir, name, err := t.parentOf("rmdir", rel, dirFlags)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	fi, err := t.lstatIn("rmdir", rel, dir, name)
 	if err != nil {
 		return err
 	}
 	if !fi.IsDir() {
 		return target.NewError("rmdir", rel, target.ErrNotDir, nil)
 	}
-	if err := t.root.Remove(rel); err != nil {
-		if errors.Is(err, fs.ErrExist) {
+	if err := unix.Unlinkat(dir, name, unix.AT_REMOVEDIR); err != nil {
+		if errors.Is(err, unix.EEXIST) {
 			// Some filesystems say EEXIST where Linux says ENOTEMPTY.
 			return target.NewError("rmdir", rel, target.ErrNotEmpty, err)
 		}
-		return t.mapErr("rmdir", rel, err)
+		return t.mapErr("rmdir", rel, wrapSys("unlinkat", rel, err))
 	}
 	return nil
 }
@@ -152,15 +172,23 @@ func (t *Target) Remove(ctx context.Context, p string) error {
 	if err != nil {
 		return err
 	}
-	fi, err := t.lstatFinal("remove", rel)
+	if rel == "" {
+		return target.NewError("remove", rel, target.ErrIsDir, nil)
+	}
+	dir, name, err := t.parentOf("remove", rel, dirFlags)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(dir)
+	fi, err := t.lstatIn("remove", rel, dir, name)
 	if err != nil {
 		return err
 	}
 	if fi.IsDir() {
 		return target.NewError("remove", rel, target.ErrIsDir, nil)
 	}
-	if err := t.root.Remove(rel); err != nil {
-		return t.mapErr("remove", rel, err)
+	if err := unix.Unlinkat(dir, name, 0); err != nil {
+		return t.mapErr("remove", rel, wrapSys("unlinkat", rel, err))
 	}
 	return nil
 }
@@ -179,17 +207,27 @@ func (t *Target) Rename(ctx context.Context, from, to string) error {
 	if relFrom == "" || relTo == "" {
 		return target.Errorf("rename", relFrom, target.ErrPermission, "cannot rename %q to %q: one of them is the root folder", relFrom, relTo)
 	}
-	if _, err := t.lstatFinal("rename", relFrom); err != nil {
+	fromDir, fromName, err := t.parentOf("rename", relFrom, dirFlags)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fromDir)
+	toDir, toName, err := t.parentOf("rename", relTo, dirFlags)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(toDir)
+	if _, err := t.lstatIn("rename", relFrom, fromDir, fromName); err != nil {
 		return err
 	}
 	if relFrom == relTo {
 		return nil
 	}
-	if _, err := t.refuseLink("rename", relTo); err != nil {
+	if _, err := t.refuseLink("rename", relTo, toDir, toName); err != nil {
 		return err
 	}
-	if err := t.root.Rename(relFrom, relTo); err != nil {
-		return t.mapErr("rename", relFrom, err)
+	if err := unix.Renameat(fromDir, fromName, toDir, toName); err != nil {
+		return t.mapErr("rename", relFrom, wrapSys("renameat", relFrom, err))
 	}
 	return nil
 }
@@ -201,15 +239,28 @@ func (t *Target) SetModTime(ctx context.Context, p string, mtime time.Time) erro
 	if err != nil {
 		return err
 	}
-	if _, err := t.lstatFinal("setmodtime", rel); err != nil {
+	dir, name := -1, "."
+	if rel == "" {
+		dir, err = t.openDir("setmodtime", "", dirFlags)
+	} else {
+		dir, name, err = t.parentOf("setmodtime", rel, dirFlags)
+	}
+	if err != nil {
 		return err
 	}
-	name := rel
-	if name == "" {
-		name = "."
+	defer unix.Close(dir)
+	if _, err := t.lstatIn("setmodtime", rel, dir, name); err != nil {
+		return err
 	}
-	if err := t.root.Chtimes(name, time.Time{}, mtime); err != nil {
+	if err := setMtime(dir, name, mtime); err != nil {
 		return t.mapErr("setmodtime", rel, err)
 	}
 	return nil
+}
+
+// setMtime sets name's modification time in dir, leaving its access time
+// and never following a link.
+func setMtime(dir int, name string, mtime time.Time) error {
+	ts := []unix.Timespec{{Nsec: unix.UTIME_OMIT}, {Sec: mtime.Unix(), Nsec: int64(mtime.Nanosecond())}}
+	return wrapSys("utimensat", name, unix.UtimesNanoAt(dir, name, ts, unix.AT_SYMLINK_NOFOLLOW))
 }

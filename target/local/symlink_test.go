@@ -15,20 +15,21 @@ import (
 
 // linkFixture builds a root holding a file, a directory and links to both,
 // inside and outside the root, and a folder outside with a secret file.
-func linkFixture(t *testing.T) (tg *Target, root, outside string) {
+func linkFixture(t *testing.T, newT func(*testing.T, string) *Target) (tg *Target, root, outside string) {
 	t.Helper()
 	base := t.TempDir()
 	root, outside = filepath.Join(base, "root"), filepath.Join(base, "outside")
-	for _, d := range []string{root, outside, filepath.Join(root, "sub")} {
+	for _, d := range []string{root, outside, filepath.Join(root, "sub"), filepath.Join(root, "sub", "deep")} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	files := map[string]string{
-		filepath.Join(root, "real"):        "real",
-		filepath.Join(root, "sub", "f"):    "f",
-		filepath.Join(outside, "secret"):   "secret",
-		filepath.Join(outside, "innocent"): "innocent",
+		filepath.Join(root, "real"):             "real",
+		filepath.Join(root, "sub", "f"):         "f",
+		filepath.Join(root, "sub", "deep", "g"): "g",
+		filepath.Join(outside, "secret"):        "secret",
+		filepath.Join(outside, "innocent"):      "innocent",
 	}
 	for p, data := range files {
 		if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
@@ -48,20 +49,26 @@ func linkFixture(t *testing.T) (tg *Target, root, outside string) {
 			t.Fatal(err)
 		}
 	}
-	tg = newTarget(t, root)
+	tg = newT(t, root)
 	t.Cleanup(func() { tg.Close() })
 	return tg, root, outside
 }
 
 func TestSymlinksAreInvisible(t *testing.T) {
-	tg, _, _ := linkFixture(t)
+	for name, newT := range constructors {
+		t.Run(name, func(t *testing.T) { testSymlinksAreInvisible(t, newT) })
+	}
+}
+
+func testSymlinksAreInvisible(t *testing.T, newT func(*testing.T, string) *Target) {
+	tg, _, _ := linkFixture(t, newT)
 	ctx := t.Context()
 	got := targettest.Tree(t, tg)
-	if len(got) != 3 || got["sub"] != "dir" || got["real"] == "" || got["sub/f"] == "" {
-		t.Errorf("tree = %v; want only real, sub and sub/f", got)
+	if len(got) != 5 || got["sub"] != "dir" || got["real"] == "" || got["sub/f"] == "" || got["sub/deep"] != "dir" || got["sub/deep/g"] == "" {
+		t.Errorf("tree = %v; want only real, sub, sub/f, sub/deep and sub/deep/g", got)
 	}
 	for _, p := range []string{"out", "outrel", "outdir", "in", "indir", "dangles",
-		"outdir/secret", "indir/f", "outdir/../root/real"} {
+		"outdir/secret", "indir/f", "indir/deep/g", "outdir/../root/real"} {
 		_, err := tg.Stat(ctx, p)
 		if !errors.Is(err, target.ErrNotFound) && !errors.Is(err, target.ErrInvalidName) {
 			t.Errorf("stat %s: %v, want ErrNotFound", p, err)
@@ -70,7 +77,7 @@ func TestSymlinksAreInvisible(t *testing.T) {
 			t.Errorf("open %s succeeded", p)
 		}
 	}
-	for _, p := range []string{"outdir", "indir"} {
+	for _, p := range []string{"outdir", "indir", "indir/deep"} {
 		if _, err := tg.List(ctx, p); !errors.Is(err, target.ErrNotFound) {
 			t.Errorf("list %s: %v, want ErrNotFound", p, err)
 		}
@@ -78,7 +85,13 @@ func TestSymlinksAreInvisible(t *testing.T) {
 }
 
 func TestSymlinksAreNotChangedOrFollowed(t *testing.T) {
-	tg, root, outside := linkFixture(t)
+	for name, newT := range constructors {
+		t.Run(name, func(t *testing.T) { testSymlinksAreNotChangedOrFollowed(t, newT) })
+	}
+}
+
+func testSymlinksAreNotChangedOrFollowed(t *testing.T, newT func(*testing.T, string) *Target) {
+	tg, root, outside := linkFixture(t, newT)
 	ctx := t.Context()
 	snapshot := t.TempDir()
 	if err := os.CopyFS(snapshot, os.DirFS(outside)); err != nil {
@@ -110,7 +123,7 @@ func TestSymlinksAreNotChangedOrFollowed(t *testing.T) {
 			t.Errorf("rename of link %s: %v, want ErrNotFound", p, err)
 		}
 	}
-	for _, p := range []string{"outdir/new", "outdir/secret", "indir/new"} {
+	for _, p := range []string{"outdir/new", "outdir/secret", "indir/new", "indir/deep/new"} {
 		_, err := tg.Write(ctx, p, strings.NewReader("evil"), target.WriteOptions{Size: 4})
 		if !errors.Is(err, target.ErrNotFound) {
 			t.Errorf("write through a linked directory to %s: %v, want ErrNotFound", p, err)
