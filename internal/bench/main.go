@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -32,6 +33,14 @@ type env struct {
 	goSrc    string // a Go source tree to copy as the "src" workload
 	bigSize  int64  // size of the large-file workloads
 	log      logrus.FieldLogger
+
+	// rclone's environment is made once: rclone names its cache folder
+	// after a hash of the remote's settings, and the obscured password
+	// differs on every call, so a remount with a fresh one would not find
+	// the cache of the previous mount.
+	rcloneOnce sync.Once
+	rcloneVars []string
+	rcloneErr  error
 }
 
 // result is one row of the table.
