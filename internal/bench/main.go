@@ -12,10 +12,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -32,6 +34,14 @@ type env struct {
 	goSrc    string // a Go source tree to copy as the "src" workload
 	bigSize  int64  // size of the large-file workloads
 	log      logrus.FieldLogger
+
+	// rclone's environment is made once: rclone names its cache folder
+	// after a hash of the remote's settings, and the obscured password
+	// differs on every call, so a remount with a fresh one would not find
+	// the cache of the previous mount.
+	rcloneOnce sync.Once
+	rcloneVars []string
+	rcloneErr  error
 }
 
 // result is one row of the table.
@@ -45,6 +55,7 @@ type result struct {
 	limit   float64 // the ratio the issue demands
 	atLeast bool    // ratio must be >= limit (throughput); else <= limit (time)
 	note    string
+	behave  *behaviour // set for a behaviour scenario, printed in its own table
 }
 
 func (r result) ratio() float64 {
@@ -55,6 +66,9 @@ func (r result) ratio() float64 {
 }
 
 func (r result) pass() bool {
+	if r.behave != nil {
+		return r.behave.ok
+	}
 	if r.limit == 0 {
 		return true
 	}
@@ -112,7 +126,21 @@ func main() {
 		fmt.Fprintf(os.Stderr, "bench: %s done in %s\n", w.name, time.Since(start).Round(time.Millisecond))
 		results = append(results, rs...)
 	}
-	printTable(results)
+	var figures, behaviours []result
+	for _, r := range results {
+		if r.behave != nil {
+			behaviours = append(behaviours, r)
+		} else {
+			figures = append(figures, r)
+		}
+	}
+	if len(figures) > 0 {
+		printTable(figures)
+	}
+	if len(behaviours) > 0 {
+		fmt.Println()
+		printBehaviour(os.Stdout, behaviours, rcloneVersion())
+	}
 	for _, r := range results {
 		if !r.pass() {
 			failed = true
@@ -177,6 +205,16 @@ func printTable(results []result) {
 			fmtVal(r.ours, r.unit), r.refName, fmtVal(r.ref, r.unit), r.ratio(), req, verdict)
 	}
 	tw.Flush()
+}
+
+// rcloneVersion is the first line of rclone version, such as "rclone v1.60.1-DEV".
+func rcloneVersion() string {
+	out, err := exec.Command("rclone", "version").Output()
+	if err != nil {
+		return "rclone: " + err.Error()
+	}
+	line, _, _ := strings.Cut(string(out), "\n")
+	return strings.TrimSpace(line)
 }
 
 func fmtVal(v float64, unit string) string {

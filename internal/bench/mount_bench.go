@@ -59,8 +59,13 @@ func (e *env) mountOursWith(ctx context.Context, remotePath, cacheDir string, ex
 
 // rcloneEnv configures the remote "bench:" through rclone's environment
 // variables; the password is obscured by rclone itself from stdin, so that
-// it appears in no argument list.
+// it appears in no argument list. It is made once per run (see env).
 func (e *env) rcloneEnv(ctx context.Context) ([]string, error) {
+	e.rcloneOnce.Do(func() { e.rcloneVars, e.rcloneErr = e.makeRcloneEnv(ctx) })
+	return e.rcloneVars, e.rcloneErr
+}
+
+func (e *env) makeRcloneEnv(ctx context.Context) ([]string, error) {
 	cmd := exec.CommandContext(ctx, "rclone", "obscure", "-")
 	cmd.Stdin = strings.NewReader(e.password)
 	out, err := cmd.Output()

@@ -27,6 +27,11 @@ func workloads() []workload {
 		{4, "append-uploads-1GiB", benchAppendUploads},
 		{5, "mount-poll-10k", benchPoll},
 		{6, "oneshot-upload-gosrc", benchOneshotUpload},
+		{8, "compare-rclone-server-change", benchCompareServerChange},
+		{8, "compare-rclone-conflict", benchCompareConflict},
+		{8, "compare-rclone-stop-pending", benchCompareStopPending},
+		{8, "compare-rclone-refused-upload", benchCompareRefused},
+		{8, "compare-rclone-kill9", benchCompareKill9},
 	}
 }
 
