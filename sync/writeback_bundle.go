@@ -10,7 +10,10 @@ import (
 	"strconv"
 	"strings"
 	gosync "sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/sirupsen/logrus"
 
 	"github.com/ftpsync-mount/ftpsync-mount/cache"
 	"github.com/ftpsync-mount/ftpsync-mount/target"
@@ -198,6 +201,7 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 	for _, st := range b.members {
 		seqs = append(seqs, st.op.Seq)
 	}
+	t0 := time.Now()
 	started, err := c.StartOps(seqs)
 	if err != nil {
 		return res, err
@@ -243,13 +247,15 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 			return fail(fmt.Errorf("bundle /%s: create /%s in the staging folder: %w", top, d, err))
 		}
 	}
-	w.storeBundle(ctx, b, files, at)
+	t1 := time.Now()
+	err = w.storeBundle(ctx, b, files, at)
 	if ctx.Err() != nil {
 		return res, ctx.Err() // the next mount removes the staging folder
 	}
-	if err := w.checkBundle(ctx, top, append([]string{top}, mkdirs...), files, at); err != nil {
-		return fail(err)
+	if err != nil {
+		return fail(fmt.Errorf("bundle /%s: %w", top, err))
 	}
+	t2 := time.Now()
 	if appeared, err := w.folderThere(ctx, top); err != nil || appeared {
 		res.fallback = appeared
 		return fail(err)
@@ -292,6 +298,10 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 		res.finished = nil
 		return res, err
 	}
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	w.opts.Log.WithFields(logrus.Fields{"path": "/" + top, "files": len(files) - len(res.failed), "folders": 1 + len(mkdirs),
+		"took": ms(time.Since(t0)), "start": ms(t1.Sub(t0)), "store": ms(t2.Sub(t1)),
+		"record": ms(time.Since(t2))}).Info("uploaded a new folder whole")
 	return res, nil
 }
 
@@ -319,8 +329,30 @@ func (w *Writeback) renamedAnyway(ctx context.Context, tmp, top string) bool {
 }
 
 // storeBundle stores the bundle's files in the staging folder, Transfers
-// at a time less the slot left for other operations.
-func (w *Writeback) storeBundle(ctx context.Context, b *bundle, files []*bundleFile, at func(string) string) {
+// at a time less the slot left for other operations, and checks each
+// folder with one listing once its files are stored: the stored files the
+// listing shows whole are kept, the others removed from the staging folder
+// and tried again alone. A folder none of the files went to was made by
+// this bundle and holds nothing to check. An error leaves nothing fit to
+// go into place.
+func (w *Writeback) storeBundle(ctx context.Context, b *bundle, files []*bundleFile, at func(string) string) error {
+	type folder struct {
+		pending atomic.Int32
+		files   map[string]*bundleFile
+	}
+	folders := map[string]*folder{}
+	for _, f := range files {
+		d := parentPath(f.st.op.Path)
+		fd := folders[d]
+		if fd == nil {
+			fd = &folder{files: map[string]*bundleFile{}}
+			folders[d] = fd
+		}
+		fd.files[target.Base(f.st.op.Path)] = f
+		fd.pending.Add(1)
+	}
+	var mu gosync.Mutex
+	var firstErr error
 	next := make(chan *bundleFile)
 	var wg gosync.WaitGroup
 	for range min(b.weight, max(1, len(files))) {
@@ -329,6 +361,17 @@ func (w *Writeback) storeBundle(ctx context.Context, b *bundle, files []*bundleF
 			defer wg.Done()
 			for f := range next {
 				f.sent, f.err = w.storeOne(ctx, f, at(f.st.op.Path))
+				d := parentPath(f.st.op.Path)
+				if folders[d].pending.Add(-1) > 0 || ctx.Err() != nil {
+					continue
+				}
+				if err := w.checkStagedDir(ctx, at(d), folders[d].files); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("check /%s: %w", d, err)
+					}
+					mu.Unlock()
+				}
 			}
 		}()
 	}
@@ -341,6 +384,7 @@ func (w *Writeback) storeBundle(ctx context.Context, b *bundle, files []*bundleF
 	}
 	close(next)
 	wg.Wait()
+	return firstErr
 }
 
 // storeOne stores one file of a bundle at its staged path and returns the
@@ -365,40 +409,6 @@ func (w *Writeback) storeOne(ctx context.Context, f *bundleFile, staged string) 
 		return -1, fmt.Errorf("upload /%s: %w", o.Path, err)
 	}
 	return size, nil
-}
-
-// checkBundle lists every staged folder (dirs, by final path) and keeps
-// the stored files the listing shows whole; the others are removed from
-// the staging folder and tried again alone. An error leaves nothing fit to
-// go into place.
-func (w *Writeback) checkBundle(ctx context.Context, top string, dirs []string, files []*bundleFile, at func(string) string) error {
-	byDir := make(map[string]map[string]*bundleFile, len(dirs))
-	for _, d := range dirs {
-		byDir[d] = map[string]*bundleFile{}
-	}
-	for _, f := range files {
-		byDir[parentPath(f.st.op.Path)][target.Base(f.st.op.Path)] = f
-	}
-	var mu gosync.Mutex
-	var firstErr error
-	var wg gosync.WaitGroup
-	sem := make(chan struct{}, max(1, w.opts.Transfers))
-	for _, d := range dirs {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			if err := w.checkStagedDir(ctx, at(d), byDir[d]); err != nil {
-				mu.Lock()
-				if firstErr == nil {
-					firstErr = fmt.Errorf("bundle /%s: check /%s: %w", top, d, err)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return firstErr
 }
 
 // checkStagedDir checks one staged folder against the files stored in it.

@@ -323,3 +323,22 @@ func TestBundleRestartAfterCrash(t *testing.T) {
 		t.Fatalf("server root holds %d entries, want d alone", len(ents))
 	}
 }
+
+// A file whose upload failed inside a bundle stays out of it and is
+// uploaded again alone, into the folder then in place.
+func TestBundleFileFailedRetriedAlone(t *testing.T) {
+	e := newStagedWBEnv(t, nil)
+	e.wb.Close()
+	d := e.mkdir(cache.RootIno, "d")
+	e.write(d, "a", "alpha")
+	e.c.Close()
+	e.tg.failNext = 1
+	e.open()
+	e.flush()
+	e.wantStagedCalls("mkdir @", "write @/a failed", "rename @ d", "write d/a")
+	if got := e.serverFile("d/a"); got != "alpha" {
+		t.Fatalf("d/a = %q", got)
+	}
+	e.wantSynced("d/a")
+	e.noStaging()
+}
