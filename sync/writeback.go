@@ -352,9 +352,17 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 		if st.op.Kind == cache.OpRename {
 			paths = append(paths, st.op.To)
 		}
+		// A path busy already, or below a busy folder, needs no marking:
+		// everything a later operation could touch through it is blocked
+		// by that folder already. While a new folder's thousands of files
+		// wait behind its mkdir, that halves a round's map work.
 		conflict := false
-		for _, p := range paths {
-			if busy[p] || busyAnc[p] || hasBusyAncestor(busy, p) {
+		var marked [2]bool
+		for j, p := range paths {
+			switch {
+			case busy[p], hasBusyAncestor(busy, p):
+				conflict, marked[j] = true, true
+			case busyAnc[p]:
 				conflict = true
 			}
 		}
@@ -401,9 +409,12 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 				start = append(start, st)
 			}
 		}
-		for _, p := range paths {
+		for j, p := range paths {
+			if marked[j] {
+				continue
+			}
 			busy[p] = true
-			for d := parentPath(p); d != ""; d = parentPath(d) {
+			for d := parentPath(p); d != "" && !busyAnc[d]; d = parentPath(d) {
 				busyAnc[d] = true
 			}
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	gosync "sync"
@@ -242,10 +243,8 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 		res.failed = map[uint64]error{}
 		return res, err
 	}
-	for _, d := range mkdirs {
-		if err := tg.Mkdir(ctx, at(d)); err != nil {
-			return fail(fmt.Errorf("bundle /%s: create /%s in the staging folder: %w", top, d, err))
-		}
+	if err := w.mkdirsStaged(ctx, b.weight, mkdirs, at); err != nil {
+		return fail(fmt.Errorf("bundle /%s: %w", top, err))
 	}
 	t1 := time.Now()
 	err = w.storeBundle(ctx, b, files, at)
@@ -326,6 +325,46 @@ func (w *Writeback) renamedAnyway(ctx context.Context, tmp, top string) bool {
 	}
 	e, err := w.opts.Target.Stat(ctx, top)
 	return err == nil && e.IsDir
+}
+
+// mkdirsStaged creates the folders (final paths, parents first) in the
+// staging folder, those of one depth n at a time.
+func (w *Writeback) mkdirsStaged(ctx context.Context, n int, mkdirs []string, at func(string) string) error {
+	byDepth := map[int][]string{}
+	depths := []int{}
+	for _, d := range mkdirs {
+		k := strings.Count(d, "/")
+		if byDepth[k] == nil {
+			depths = append(depths, k)
+		}
+		byDepth[k] = append(byDepth[k], d)
+	}
+	slices.Sort(depths)
+	for _, k := range depths {
+		var mu gosync.Mutex
+		var firstErr error
+		var wg gosync.WaitGroup
+		sem := make(chan struct{}, max(1, n))
+		for _, d := range byDepth[k] {
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				if err := w.opts.Target.Mkdir(ctx, at(d)); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = fmt.Errorf("create /%s in the staging folder: %w", d, err)
+					}
+					mu.Unlock()
+				}
+			}()
+		}
+		wg.Wait()
+		if firstErr != nil {
+			return firstErr
+		}
+	}
+	return nil
 }
 
 // storeBundle stores the bundle's files in the staging folder, Transfers

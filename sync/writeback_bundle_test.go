@@ -273,6 +273,10 @@ func TestBundleContentChanged(t *testing.T) {
 	if up, _ := e.wb.FileState(ino); !up {
 		t.Fatal("a file in a running bundle does not show as uploading")
 	}
+	st := e.wb.Status()
+	if len(st.Running) != 2 || !strings.HasPrefix(st.Running[0].Op, "mkdir /d (staged") || st.Running[1].Op != "upload /d/a" {
+		t.Fatalf("status shows %+v running", st.Running)
+	}
 	e.write(d, "a", "second")
 	e.release()
 	if err := <-done; err != nil {
