@@ -346,3 +346,57 @@ func TestBundleFileFailedRetriedAlone(t *testing.T) {
 	e.wantSynced("d/a")
 	e.noStaging()
 }
+
+// renameStall renames, then waits for the runner to stop: a mount killed
+// right after its bundle's folder went into place, before it recorded it.
+type renameStall struct {
+	target.Target
+	done chan struct{} // closed once a rename happened
+}
+
+func (r renameStall) Rename(ctx context.Context, from, to string) error {
+	if err := r.Target.Rename(ctx, from, to); err != nil {
+		return err
+	}
+	close(r.done)
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// A mount killed after the staged folder went into place and before it
+// was recorded finds its files there when it comes back: nothing is
+// uploaded twice, and nothing is taken for a conflict.
+func TestBundleRestartAfterRename(t *testing.T) {
+	e := newStagedWBEnv(t, nil)
+	e.wb.Close()
+	d := e.mkdir(cache.RootIno, "d")
+	e.write(d, "a", "alpha")
+	e.write(e.mkdir(d, "sub"), "b", "beta")
+	e.c.Close()
+	inner := e.tg.Target
+	stall := renameStall{Target: inner, done: make(chan struct{})}
+	e.tg.Target = stall
+	e.open()
+	go func() { _ = e.wb.Flush(context.Background()) }()
+	<-stall.done
+	e.close()
+	e.tg.mu.Lock()
+	e.tg.Target, e.tg.calls = inner, nil
+	e.tg.mu.Unlock()
+	e.open()
+	e.flush()
+	for _, c := range e.tg.Calls() {
+		if strings.HasPrefix(c, "write") || strings.HasPrefix(c, "rename") {
+			t.Fatalf("the restarted mount sent %q: %v", c, e.tg.Calls())
+		}
+	}
+	if got := e.serverFile("d/a") + e.serverFile("d/sub/b"); got != "alphabeta" {
+		t.Fatalf("server holds %q", got)
+	}
+	e.wantSynced("d/a")
+	e.wantSynced("d/sub/b")
+	if r := e.unresolved(); len(r) != 0 {
+		t.Fatalf("conflicts: %v", r)
+	}
+	e.noStaging()
+}
