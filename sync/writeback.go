@@ -471,6 +471,7 @@ func (w *Writeback) run(st *opState) {
 	switch {
 	case err == nil, errors.Is(err, cache.ErrGone):
 		delete(w.ops, st.op.Seq)
+		delete(w.noBundle, st.op.Seq)
 		if err == nil {
 			w.stats.done++
 			w.opts.Log.WithField("seq", st.op.Seq).Debugf("done: %s", st.op)

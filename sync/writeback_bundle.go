@@ -149,6 +149,7 @@ func (w *Writeback) runBundle(b *bundle) {
 	}
 	for _, seq := range res.gone {
 		delete(w.ops, seq)
+		delete(w.noBundle, seq)
 	}
 	for _, f := range res.finished {
 		if st := w.ops[f.Seq]; st != nil {
