@@ -261,6 +261,10 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 		return fail(err)
 	}
 	if err := tg.Rename(ctx, tmp, top); err != nil && !w.renamedAnyway(ctx, tmp, top) {
+		if appeared, _ := w.folderThere(ctx, top); appeared {
+			res.fallback = true // it appeared just now: the rename did not replace it
+			return fail(nil)
+		}
 		if !errors.Is(err, target.ErrTemporary) && ctx.Err() == nil {
 			w.opts.Log.WithError(err).WithField("path", "/"+top).Warn("cannot rename a staged folder into place; uploading file by file from now on")
 			w.mu.Lock()

@@ -400,3 +400,48 @@ func TestBundleRestartAfterRename(t *testing.T) {
 	}
 	e.noStaging()
 }
+
+// renameRace makes the final folder appear on the server, with a file in
+// it, just before the staging folder is renamed onto it.
+type renameRace struct {
+	target.Target
+	srv string
+}
+
+func (r renameRace) Rename(ctx context.Context, from, to string) error {
+	if target.IsTempName(target.Base(from)) && to == "d" {
+		if err := os.MkdirAll(filepath.Join(r.srv, "d"), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(r.srv, "d", "theirs"), []byte("theirs"), 0o644); err != nil {
+			return err
+		}
+	}
+	return r.Target.Rename(ctx, from, to)
+}
+
+// A folder that appears on the server in the instant before the staged
+// one is renamed onto it is neither replaced nor merged into: the files
+// go one by one into the folder there, and later new folders are still
+// staged.
+func TestBundleRenameRace(t *testing.T) {
+	e := newStagedWBEnv(t, nil)
+	e.wb.Close()
+	e.tg.Target = renameRace{Target: e.tg.Target, srv: e.srv}
+	d := e.mkdir(cache.RootIno, "d")
+	e.write(d, "a", "alpha")
+	e.c.Close()
+	e.open()
+	e.flush()
+	if got := e.serverFile("d/theirs") + e.serverFile("d/a"); got != "theirsalpha" {
+		t.Fatalf("server holds %q", got)
+	}
+	e.noStaging()
+	// The same runner stages the next new folder.
+	e.tg.mu.Lock()
+	e.tg.calls = nil
+	e.tg.mu.Unlock()
+	e.write(e.mkdir(cache.RootIno, "f"), "b", "beta")
+	e.flush()
+	e.wantStagedCalls("mkdir @", "write @/b", "rename @ f")
+}
