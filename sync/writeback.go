@@ -535,13 +535,15 @@ func (w *Writeback) Flush(ctx context.Context) error {
 		w.mu.Lock()
 		ch := w.changed
 		n := len(w.ops)
+		// Read with n: the journal may be loaded right after n was.
+		done := w.loaded && n == 0
 		idle := w.idle
 		var failed []string
 		if idle && n > 0 {
 			failed = w._failedOps()
 		}
 		w.mu.Unlock()
-		if w.loadedAndEmpty(n) {
+		if done {
 			return nil
 		}
 		if idle && len(failed) > 0 {
@@ -555,12 +557,6 @@ func (w *Writeback) Flush(ctx context.Context) error {
 			return fmt.Errorf("flush: the runner stopped with %d operations queued", n)
 		}
 	}
-}
-
-func (w *Writeback) loadedAndEmpty(n int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.loaded && n == 0
 }
 
 // _failedOps describes the operations left after a flush gave up.
