@@ -98,3 +98,11 @@ func (c *Cache) ListingMark() uint64 {
 	defer c.treeMu.Unlock()
 	return c.flight.mark
 }
+
+// Queued reports whether p or a folder above it has an operation queued
+// or running: the server may not show p yet.
+func (c *Cache) Queued(p string) bool {
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	return c.flight.busyUp(p, c.flight.mark)
+}

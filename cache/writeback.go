@@ -33,55 +33,76 @@ func (c *Cache) StartOp(seq uint64, evenOpen bool) (Op, Entry, *SideState, error
 	canNote := !c.diskLow()
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
-	var o Op
-	var e Entry
-	var noted *SideState
-	gone := false
+	var s Started
 	err := c._update(func(t *tx) error {
-		gone, noted = false, nil
-		var ok bool
 		var err error
-		if o, ok, err = t.hasOp(seq); err != nil {
-			return err
-		} else if !ok {
-			return ErrGone
+		if s, err = t.startOp(seq, evenOpen, canNote); err == nil && (s.Op.Seq == 0 || errors.Is(s.Err, ErrBusy)) {
+			// Not in the journal, or busy: nothing was written.
+			return s.Err
 		}
-		if o.Kind != OpUpload {
-			return nil
-		}
-		if !evenOpen && c.OpenForWrite(o.Ino) {
-			return ErrBusy
-		}
-		e, err = t.get(o.Ino)
-		if errors.Is(err, ErrNotFound) || err == nil && (e.Parent == 0 || !e.Local) {
-			gone = true
-			return t.finish(seq)
-		}
-		if err != nil {
-			return err
-		}
-		if canNote {
-			if fi, err := os.Stat(c.localPath(e.Ino)); err == nil {
-				n := SideState{Size: fi.Size(), ModTime: e.ModTime, Precision: e.Precision}
-				if err := addNoteTxn(t.txn, o.Path, n); err != nil {
-					return err
-				}
-				noted = &n
-			}
-		}
-		if e.Upload == seq {
-			e.Upload, e.OnServer = 0, true
-			return t.put(e)
-		}
-		return nil
+		return err
 	})
 	if err != nil {
-		return o, e, nil, err
+		return s.Op, s.Entry, nil, err
 	}
-	if gone {
-		return o, e, nil, ErrGone
+	if s.Err != nil {
+		return s.Op, s.Entry, nil, s.Err
 	}
-	return o, e, noted, nil
+	return s.Op, s.Entry, s.Noted, nil
+}
+
+// Started is what StartOps tells of one operation: as StartOp returns it,
+// with Err ErrGone or ErrBusy where it did not start.
+type Started struct {
+	Op    Op
+	Entry Entry
+	Noted *SideState
+	Err   error
+}
+
+// startOp is StartOp within t. An operation that did not start has Err
+// set (ErrGone with a zero Op: it was not in the journal; ErrGone with
+// the Op: its file is gone and it was finished; ErrBusy); the error
+// returned is the transaction's.
+func (t *tx) startOp(seq uint64, evenOpen, canNote bool) (Started, error) {
+	c := t.c
+	o, ok, err := t.hasOp(seq)
+	if err != nil {
+		return Started{}, err
+	} else if !ok {
+		return Started{Err: ErrGone}, nil
+	}
+	s := Started{Op: o}
+	if o.Kind != OpUpload {
+		return s, nil
+	}
+	if !evenOpen && c.OpenForWrite(o.Ino) {
+		s.Err = ErrBusy
+		return s, nil
+	}
+	e, err := t.get(o.Ino)
+	if errors.Is(err, ErrNotFound) || err == nil && (e.Parent == 0 || !e.Local) {
+		s.Entry, s.Err = e, ErrGone
+		return s, t.finish(seq)
+	}
+	if err != nil {
+		return s, err
+	}
+	s.Entry = e
+	if canNote {
+		if fi, err := os.Stat(c.localPath(e.Ino)); err == nil {
+			n := SideState{Size: fi.Size(), ModTime: e.ModTime, Precision: e.Precision}
+			if err := addNoteTxn(t.txn, o.Path, n); err != nil {
+				return s, err
+			}
+			s.Noted = &n
+		}
+	}
+	if e.Upload == seq {
+		e.Upload, e.OnServer = 0, true
+		return s, t.put(e)
+	}
+	return s, nil
 }
 
 // FinishOp deletes a done operation from the journal.
@@ -106,28 +127,42 @@ func (t *tx) finish(seq uint64) error {
 // done), in the same transaction.
 func (c *Cache) FinishUpload(seq, ino, gen uint64, local SideState, remote target.Entry, notePath string) error {
 	note := !c.diskLow()
-	remoteSide := SideState{Size: remote.Size, ModTime: remote.ModTime.UTC(), Precision: remote.Precision}
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	return c._update(func(t *tx) error {
-		if note {
-			if err := t.txn.Set(noteKey(notePath), marshalNotes([]SideState{remoteSide})); err != nil {
-				return err
-			}
-		}
-		e, live, err := t.finishLive(seq, ino)
-		if !live {
+		return t.finishUpload(Finished{Seq: seq, Ino: ino, Gen: gen, Local: local, Remote: remote, NotePath: notePath}, note)
+	})
+}
+
+// Finished is one operation StartOps started and the runner carried out:
+// an upload (Ino set) as FinishUpload records it, or any other operation
+// (Ino zero), which FinishOp ends.
+type Finished struct {
+	Seq, Ino, Gen uint64
+	Local         SideState
+	Remote        target.Entry
+	NotePath      string
+}
+
+func (t *tx) finishUpload(f Finished, note bool) error {
+	remoteSide := SideState{Size: f.Remote.Size, ModTime: f.Remote.ModTime.UTC(), Precision: f.Remote.Precision}
+	if note {
+		if err := t.txn.Set(noteKey(f.NotePath), marshalNotes([]SideState{remoteSide})); err != nil {
 			return err
 		}
-		e.Synced, e.SyncLocal, e.SyncRemote = true, local, remoteSide
-		e.Seen = time.Now().UTC()
-		// A change during the upload was judged against the older record.
-		e.Grown = e.LocalGen == gen
-		if e.LocalGen == gen && e.Upload == 0 {
-			e.Dirty = false
-		}
-		return t.put(e)
-	})
+	}
+	e, live, err := t.finishLive(f.Seq, f.Ino)
+	if !live {
+		return err
+	}
+	e.Synced, e.SyncLocal, e.SyncRemote = true, f.Local, remoteSide
+	e.Seen = time.Now().UTC()
+	// A change during the upload was judged against the older record.
+	e.Grown = e.LocalGen == f.Gen
+	if e.LocalGen == f.Gen && e.Upload == 0 {
+		e.Dirty = false
+	}
+	return t.put(e)
 }
 
 // finishLive ends operation seq and returns its file's entry; live is

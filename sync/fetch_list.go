@@ -245,6 +245,11 @@ func (l *Lister) list(dir uint64, depth int) error {
 	}
 	mark := c.ListingMark()
 	entries, err := l.opts.Target.List(l.ctx, p)
+	if errors.Is(err, target.ErrNotFound) && c.Queued(p) {
+		// Made here and not on the server yet (a staged folder goes up
+		// whole): nothing is wrong with the server.
+		return fmt.Errorf("list /%s: not on the server yet: %w", p, err)
+	}
 	l.noteOutcome(p, err)
 	if err != nil {
 		return fmt.Errorf("list /%s: %w", p, err)

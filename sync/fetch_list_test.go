@@ -225,3 +225,42 @@ func TestOpeningPrefetchedDirectoryQueuesItsSubdirs(t *testing.T) {
 		t.Fatal("a/b/c/d/e was listed without anyone opening a/b/c")
 	}
 }
+
+// A folder made here and not yet on the server (its mkdir is queued, or
+// its bundle is being staged) cannot be listed there; that says nothing
+// about the server, which is not taken for down.
+func TestListingQueuedFolderIsNotAnOutage(t *testing.T) {
+	env, l := newListEnv(t, ListOptions{})
+	d, err := env.c.Mkdir(cache.RootIno, "new", 0o755, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Refresh(context.Background(), d.Ino); !errors.Is(err, target.ErrNotFound) {
+		t.Fatalf("listing a folder the server lacks: %v", err)
+	}
+	l.mu.Lock()
+	down := l.down
+	l.mu.Unlock()
+	if down {
+		t.Fatal("a folder queued for the server counts as a failed listing")
+	}
+	// Once nothing is queued for it, its absence is a failure again.
+	ops, err := env.c.Journal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range ops {
+		if err := env.c.FinishOp(o.Seq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Refresh(context.Background(), d.Ino); err == nil {
+		t.Fatal("listing a folder the server lacks worked")
+	}
+	l.mu.Lock()
+	down = l.down
+	l.mu.Unlock()
+	if !down {
+		t.Fatal("a folder missing on the server with nothing queued is not reported")
+	}
+}

@@ -105,6 +105,12 @@ type Writeback struct {
 	busy, busyAnc map[string]bool
 	moving        int // reads waiting in WaitMoved: no waiting for a burst
 	stats         wbStats
+	// noStage is set once the server refused to rename a staged folder
+	// into place; noBundle holds the mkdirs to run alone after their
+	// bundle failed or fell back (writeback_bundle.go).
+	noStage  bool
+	noBundle map[uint64]bool
+	stageID  string // read only: names this runner's staging folders
 }
 
 // opState is the runner's view of one journal operation.
@@ -120,6 +126,8 @@ type opState struct {
 	lastErr   error
 	progress  *uploadCounter // uploads: bytes sent so far
 	size      int64
+	bundle    *bundle // set on a bundle's mkdir while the bundle runs
+	inBundle  bool    // runs as part of a bundle
 }
 
 // NewWriteback starts the runner. It reads the journal in the background,
@@ -146,7 +154,7 @@ func NewWriteback(opts WritebackOptions) (*Writeback, error) {
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Writeback{opts: opts, ctx: ctx, stop: stop, wake: make(chan struct{}, 1), news: make(chan struct{}, 1),
 		ops: make(map[uint64]*opState), changed: make(chan struct{}), forced: make(map[uint64]int),
-		notes: true}
+		notes: true, noBundle: make(map[uint64]bool), stageID: newStageID()}
 	w.wg.Add(1)
 	go w.loop()
 	return w, nil
@@ -245,6 +253,8 @@ func (w *Writeback) loop() {
 	if len(ops) > 0 {
 		w.opts.Log.WithField("operations", len(ops)).Info("resuming the write-back queue")
 	}
+	w.wg.Add(1)
+	go w.dropLeftStaging()
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	pause := time.NewTimer(time.Hour)
@@ -325,7 +335,7 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 	scanned, timeWaiting := 0, 0
 	waiting := false
 	w.openWait = false
-	for _, seq := range w.order {
+	for i, seq := range w.order {
 		st := w.ops[seq]
 		if st == nil {
 			continue
@@ -342,9 +352,17 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 		if st.op.Kind == cache.OpRename {
 			paths = append(paths, st.op.To)
 		}
+		// A path busy already, or below a busy folder, needs no marking:
+		// everything a later operation could touch through it is blocked
+		// by that folder already. While a new folder's thousands of files
+		// wait behind its mkdir, that halves a round's map work.
 		conflict := false
-		for _, p := range paths {
-			if busy[p] || busyAnc[p] || hasBusyAncestor(busy, p) {
+		var marked [2]bool
+		for j, p := range paths {
+			switch {
+			case busy[p], hasBusyAncestor(busy, p):
+				conflict, marked[j] = true, true
+			case busyAnc[p]:
 				conflict = true
 			}
 		}
@@ -353,6 +371,13 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			at := st.notBefore
 			if st.op.Kind == cache.OpUpload && w.flushing == 0 && !forced && st.readyAt.After(at) {
 				at = st.readyAt
+			}
+			if st.op.Kind == cache.OpMkdir && w._mayBundle(st) {
+				// Files written into a new folder right after it was made
+				// go up with it, staged (writeback_bundle.go).
+				if ready := st.op.Queued.Add(w.opts.Delay); ready.After(at) {
+					at = ready
+				}
 			}
 			if hold := w._burstHold(now, at, st.op.Queued); hold.After(at) {
 				at = hold
@@ -372,12 +397,24 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			default:
 				st.running = true
 				w.running++
+				if st.op.Kind == cache.OpMkdir {
+					if b := w._bundle(i, st, now); b != nil {
+						st.bundle = b
+						w.running += b.weight - 1
+						for _, m := range b.members {
+							m.running, m.inBundle = true, true
+						}
+					}
+				}
 				start = append(start, st)
 			}
 		}
-		for _, p := range paths {
+		for j, p := range paths {
+			if marked[j] {
+				continue
+			}
 			busy[p] = true
-			for d := parentPath(p); d != ""; d = parentPath(d) {
+			for d := parentPath(p); d != "" && !busyAnc[d]; d = parentPath(d) {
 				busyAnc[d] = true
 			}
 		}
@@ -413,6 +450,11 @@ func (w *Writeback) broadcast() {
 // run carries out one operation and records the outcome.
 func (w *Writeback) run(st *opState) {
 	defer w.wg.Done()
+	if b := st.bundle; b != nil {
+		w.runBundle(b)
+		w.signal()
+		return
+	}
 	ctx, cancel := context.WithCancel(w.ctx)
 	w.mu.Lock()
 	st.cancel = cancel
@@ -429,6 +471,7 @@ func (w *Writeback) run(st *opState) {
 	switch {
 	case err == nil, errors.Is(err, cache.ErrGone):
 		delete(w.ops, st.op.Seq)
+		delete(w.noBundle, st.op.Seq)
 		if err == nil {
 			w.stats.done++
 			w.opts.Log.WithField("seq", st.op.Seq).Debugf("done: %s", st.op)
@@ -437,17 +480,22 @@ func (w *Writeback) run(st *opState) {
 	case st.cancelled || w.ctx.Err() != nil:
 		st.cancelled = false
 	default:
-		st.attempts++
-		st.lastErr = err
-		if w.flushing > 0 || w.forced[st.op.Ino] > 0 {
-			st.flushFail++
-		}
-		st.notBefore = now.Add(w.backoff(st.attempts))
-		w.stats.addError(now, st.op, err)
-		w.opts.Log.WithError(err).WithField("attempt", st.attempts).Warnf("%s failed; trying again in %s", st.op, st.notBefore.Sub(now).Round(time.Millisecond))
+		w._failed(st, now, err)
 	}
 	w.mu.Unlock()
 	w.signal()
+}
+
+// _failed records a failed attempt of st; w.mu is held.
+func (w *Writeback) _failed(st *opState, now time.Time, err error) {
+	st.attempts++
+	st.lastErr = err
+	if w.flushing > 0 || w.forced[st.op.Ino] > 0 {
+		st.flushFail++
+	}
+	st.notBefore = now.Add(w.backoff(st.attempts))
+	w.stats.addError(now, st.op, err)
+	w.opts.Log.WithError(err).WithField("attempt", st.attempts).Warnf("%s failed; trying again in %s", st.op, st.notBefore.Sub(now).Round(time.Millisecond))
 }
 
 // backoff doubles from MinBackoff to MaxBackoff; during a flush it stays
@@ -487,13 +535,15 @@ func (w *Writeback) Flush(ctx context.Context) error {
 		w.mu.Lock()
 		ch := w.changed
 		n := len(w.ops)
+		// Read with n: the journal may be loaded right after n was.
+		done := w.loaded && n == 0
 		idle := w.idle
 		var failed []string
 		if idle && n > 0 {
 			failed = w._failedOps()
 		}
 		w.mu.Unlock()
-		if w.loadedAndEmpty(n) {
+		if done {
 			return nil
 		}
 		if idle && len(failed) > 0 {
@@ -507,12 +557,6 @@ func (w *Writeback) Flush(ctx context.Context) error {
 			return fmt.Errorf("flush: the runner stopped with %d operations queued", n)
 		}
 	}
-}
-
-func (w *Writeback) loadedAndEmpty(n int) bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.loaded && n == 0
 }
 
 // _failedOps describes the operations left after a flush gave up.

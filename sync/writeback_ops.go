@@ -493,10 +493,13 @@ func (w *Writeback) Status() WritebackStatus {
 	}
 	for _, seq := range w.order {
 		st := w.ops[seq]
-		if st == nil || !st.running {
-			continue
+		if st == nil || !st.running || st.inBundle && st.progress == nil {
+			continue // a bundle's file not started yet
 		}
 		f := InFlight{Op: st.op.String(), Size: st.size}
+		if b := st.bundle; b != nil {
+			f.Op = fmt.Sprintf("%s (staged with %d operations below it)", st.op, len(b.members))
+		}
 		if st.progress != nil {
 			f.Sent = st.progress.n.Load()
 		}

@@ -27,7 +27,7 @@ type recTarget struct {
 	failNext int           // writes to fail with a temporary error
 	failAll  bool          // fail every write
 	hold     chan struct{} // if set, writes wait for it to close
-	holding  chan struct{} // closed when a write starts waiting on hold
+	holding  chan struct{} // closed when the first write starts waiting on hold
 }
 
 func (r *recTarget) log(s string) {
@@ -49,13 +49,19 @@ func (r *recTarget) Write(ctx context.Context, p string, rd io.Reader, o target.
 		r.failNext--
 	}
 	hold, holding := r.hold, r.holding
+	if hold != nil && !fail {
+		select {
+		case <-holding: // another write waits already
+		default:
+			close(holding)
+		}
+	}
 	r.mu.Unlock()
 	if fail {
 		r.log("write " + p + " failed")
 		return target.Entry{}, target.NewError("write", p, target.ErrTemporary, errors.New("connection reset"))
 	}
 	if hold != nil {
-		close(holding)
 		select {
 		case <-hold:
 		case <-ctx.Done():
