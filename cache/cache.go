@@ -143,11 +143,13 @@ func Open(opts Options) (*Cache, error) {
 		c.closeDB()
 		return nil, fmt.Errorf("open the write-back journal: %w", err)
 	}
-	for _, d := range []string{c.dataDir(), c.fetchedDir()} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			c.closeDB()
-			return nil, fmt.Errorf("create %s: %w", d, err)
-		}
+	if err := os.MkdirAll(c.fetchedDir(), 0o700); err != nil {
+		c.closeDB()
+		return nil, fmt.Errorf("create %s: %w", c.fetchedDir(), err)
+	}
+	if err := c.makeShards(); err != nil {
+		c.closeDB()
+		return nil, err
 	}
 	if err := c.recoverLocal(); err != nil {
 		c.closeDB()

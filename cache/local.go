@@ -14,7 +14,7 @@ import (
 )
 
 // Content the mount writes lives in plain files, data/<ino> in the cache
-// directory, not in Badger blocks: a write then costs one pwrite at local
+// directory (in a subfolder of data/, shards.go), not in Badger blocks: a write then costs one pwrite at local
 // disk speed, any file size fits (a Badger transaction has a size limit),
 // and the upload streams straight from the file. Durability comes from the
 // order of two steps at close and fsync: the file's bytes are written (and
@@ -82,7 +82,7 @@ func (o *openFiles) get(ino uint64) *openFile {
 func (c *Cache) dataDir() string { return filepath.Join(c.dir, "data") }
 
 func (c *Cache) localPath(ino uint64) string {
-	return filepath.Join(c.dataDir(), strconv.FormatUint(ino, 10))
+	return filepath.Join(c.shardDir(ino), strconv.FormatUint(ino, 10))
 }
 
 func (c *Cache) removeLocalFile(ino uint64) {
@@ -163,7 +163,7 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 // materialize copies a server file into its local file and marks the entry
 // local; its last-synced state is the server's as listed.
 func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
-	tmp, err := os.CreateTemp(c.dataDir(), "fill-*")
+	tmp, err := os.CreateTemp(c.shardDir(e.Ino), "fill-*")
 	if err != nil {
 		return fmt.Errorf("copy inode %d into the cache: %w", e.Ino, err)
 	}
@@ -231,7 +231,7 @@ func (c *Cache) openFromServerTruncated(e Entry, write bool) (bool, error) {
 	if of := c.open.m[e.Ino]; of != nil || c.isLocal(e.Ino) {
 		return false, nil
 	}
-	tmp, err := os.CreateTemp(c.dataDir(), strconv.FormatUint(e.Ino, 10)+pendingMark+"*")
+	tmp, err := os.CreateTemp(c.shardDir(e.Ino), strconv.FormatUint(e.Ino, 10)+pendingMark+"*")
 	if err != nil {
 		return false, fmt.Errorf("open inode %d: %w", e.Ino, err)
 	}

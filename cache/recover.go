@@ -53,54 +53,13 @@ func (c *Cache) recoverLocal() error {
 	if !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("remove the cache's clean mark: %w", err)
 	}
-	ents, err := os.ReadDir(c.dataDir())
-	if err != nil {
-		return fmt.Errorf("check the local files: %w", err)
-	}
 	var temps, cut, gone int
-	for _, d := range ents {
-		ino, perr := strconv.ParseUint(d.Name(), 10, 64)
-		p := filepath.Join(c.dataDir(), d.Name())
-		if perr != nil {
-			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("remove %s: %w", p, err)
-			}
-			temps++
-			continue
-		}
-		e, err := c.Get(ino)
-		switch {
-		case errors.Is(err, ErrNotFound) || err == nil && !e.Local:
-			if err := os.Remove(p); err != nil {
-				return fmt.Errorf("remove %s: %w", p, err)
-			}
-			gone++
-		case err != nil:
+	for shard := range uint64(dataShards) {
+		t, cu, g, err := c.recoverShard(c.shardDir(shard))
+		if err != nil {
 			return err
-		case e.Parent == 0 && ino != RootIno:
-			c.treeMu.Lock()
-			err := c._forgetUnlinked(ino)
-			c.treeMu.Unlock()
-			if err != nil {
-				return err
-			}
-			gone++
-		default:
-			fi, err := os.Stat(p)
-			if err != nil {
-				return fmt.Errorf("check %s: %w", p, err)
-			}
-			switch {
-			case fi.Size() > e.Size:
-				if err := os.Truncate(p, e.Size); err != nil {
-					return fmt.Errorf("cut %s back to its recorded size: %w", p, err)
-				}
-				cut++
-			case fi.Size() < e.Size:
-				c.log.WithField("ino", ino).WithField("size", fi.Size()).WithField("recorded", e.Size).
-					Warn("a local file is shorter than its record")
-			}
 		}
+		temps, cut, gone = temps+t, cut+cu, gone+g
 	}
 	log := c.log.WithField("temporary", temps).WithField("cut", cut).WithField("removed", gone)
 	if temps+cut+gone == 0 {
@@ -110,6 +69,61 @@ func (c *Cache) recoverLocal() error {
 		log.Info("the cache was not closed: local files checked against their records")
 	}
 	return nil
+}
+
+// recoverShard checks the local files of one subfolder of data/: it
+// removes temporary files and files no entry owns, and cuts each local
+// file back to its recorded size.
+func (c *Cache) recoverShard(dir string) (temps, cut, gone int, err error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0, 0, fmt.Errorf("check the local files: %w", err)
+	}
+	for _, d := range ents {
+		ino, perr := strconv.ParseUint(d.Name(), 10, 64)
+		p := filepath.Join(dir, d.Name())
+		if perr != nil || c.shardDir(ino) != dir {
+			if err := os.Remove(p); err != nil {
+				return temps, cut, gone, fmt.Errorf("remove %s: %w", p, err)
+			}
+			temps++
+			continue
+		}
+		e, err := c.Get(ino)
+		switch {
+		case errors.Is(err, ErrNotFound) || err == nil && !e.Local:
+			if err := os.Remove(p); err != nil {
+				return temps, cut, gone, fmt.Errorf("remove %s: %w", p, err)
+			}
+			gone++
+		case err != nil:
+			return temps, cut, gone, err
+		case e.Parent == 0 && ino != RootIno:
+			c.treeMu.Lock()
+			err := c._forgetUnlinked(ino)
+			c.treeMu.Unlock()
+			if err != nil {
+				return temps, cut, gone, err
+			}
+			gone++
+		default:
+			fi, err := os.Stat(p)
+			if err != nil {
+				return temps, cut, gone, fmt.Errorf("check %s: %w", p, err)
+			}
+			switch {
+			case fi.Size() > e.Size:
+				if err := os.Truncate(p, e.Size); err != nil {
+					return temps, cut, gone, fmt.Errorf("cut %s back to its recorded size: %w", p, err)
+				}
+				cut++
+			case fi.Size() < e.Size:
+				c.log.WithField("ino", ino).WithField("size", fi.Size()).WithField("recorded", e.Size).
+					Warn("a local file is shorter than its record")
+			}
+		}
+	}
+	return temps, cut, gone, nil
 }
 
 // _forgetUnlinked deletes an entry unlinked while open, and its local file,

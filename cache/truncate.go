@@ -28,7 +28,7 @@ import (
 // the note, and the next Open does the rename. So data/<ino> always holds
 // the content the entry records, or its redo is noted.
 //
-//	p<ino>             the name in data/ of a truncated file's committed content not yet renamed into place
+//	p<ino>             the name in data/<xx>/ of a truncated file's committed content not yet renamed into place
 
 const prefixPlace = 'p'
 
@@ -65,7 +65,7 @@ func (c *Cache) truncateOpen(ino uint64, of *openFile, size int64) error {
 // writers wait while the bytes are copied, so none is lost to the old file.
 // On a full disk the copy fails with ENOSPC and nothing changes.
 func (c *Cache) newContent(ino uint64, of *openFile, size int64) error {
-	tmp, err := os.CreateTemp(c.dataDir(), strconv.FormatUint(ino, 10)+pendingMark+"*")
+	tmp, err := os.CreateTemp(c.shardDir(ino), strconv.FormatUint(ino, 10)+pendingMark+"*")
 	if err != nil {
 		return fmt.Errorf("new content: %w", err)
 	}
@@ -122,7 +122,7 @@ func (c *Cache) _placeContent(ino uint64, of *openFile, durable bool) error {
 	of.pending = ""
 	c.open.mu.Unlock()
 	if durable {
-		if err := syncDir(c.dataDir()); err != nil {
+		if err := syncDir(c.shardDir(ino)); err != nil {
 			return err
 		}
 	}
@@ -169,7 +169,7 @@ func (c *Cache) redoPlaces() error {
 				c.log.WithField("ino", ino).Warn("ignoring a damaged place note")
 				continue
 			}
-			err = os.Rename(filepath.Join(c.dataDir(), name), c.localPath(ino))
+			err = os.Rename(filepath.Join(c.shardDir(ino), name), c.localPath(ino))
 			switch {
 			case err == nil:
 				c.log.WithField("ino", ino).Info("a truncated file committed just before a crash is moved into place")

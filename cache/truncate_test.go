@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,16 +62,31 @@ func wantContent(t *testing.T, c *Cache, ino uint64, want string) {
 	}
 }
 
-// wantNoPending checks that no uncommitted content file is left in data/.
-func wantNoPending(t *testing.T, c *Cache) {
+// localFiles lists the files in data/ and its subfolders, by path under
+// data/.
+func localFiles(t *testing.T, c *Cache) []string {
 	t.Helper()
-	ents, err := os.ReadDir(c.dataDir())
+	var out []string
+	err := filepath.WalkDir(c.dataDir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(c.dataDir(), p)
+		out = append(out, rel)
+		return err
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, d := range ents {
-		if strings.Contains(d.Name(), pendingMark) {
-			t.Errorf("left in data/: %s", d.Name())
+	return out
+}
+
+// wantNoPending checks that no uncommitted content file is left in data/.
+func wantNoPending(t *testing.T, c *Cache) {
+	t.Helper()
+	for _, p := range localFiles(t, c) {
+		if strings.Contains(p, pendingMark) {
+			t.Errorf("left in data/: %s", p)
 		}
 	}
 }
@@ -186,6 +202,30 @@ func TestCrashBetweenRecordAndRename(t *testing.T) {
 	dir := t.TempDir()
 	c := openTest(t, dir, 0)
 	ino := newLocal(t, c, "f", []byte("old content"))
+	crashAfterRecord(t, c, ino)
+
+	c = openTest(t, dir, 0)
+	defer c.Close()
+	wantContent(t, c, ino, "new")
+	wantNoPending(t, c)
+	if !uploadQueued(t, c, ino) {
+		t.Error("the recorded change has no upload queued")
+	}
+	err := c.db.View(func(txn *badger.Txn) error {
+		if _, err := txn.Get(placeKey(ino)); err == nil {
+			t.Error("the place note is still there")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// crashAfterRecord rewrites ino to "new" and runs Commit up to the crash
+// between its transaction and the rename of the new content into place.
+func crashAfterRecord(t *testing.T, c *Cache, ino uint64) {
+	t.Helper()
 	settle(t, c)
 	rewrite(t, c, ino, 0, "new")
 	of := c.open.get(ino)
@@ -196,23 +236,6 @@ func TestCrashBetweenRecordAndRename(t *testing.T) {
 		t.Fatal(err)
 	}
 	crash(t, c)
-
-	c = openTest(t, dir, 0)
-	defer c.Close()
-	wantContent(t, c, ino, "new")
-	wantNoPending(t, c)
-	if !uploadQueued(t, c, ino) {
-		t.Error("the recorded change has no upload queued")
-	}
-	err = c.db.View(func(txn *badger.Txn) error {
-		if _, err := txn.Get(placeKey(ino)); err == nil {
-			t.Error("the place note is still there")
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
 }
 
 // TestRecoveryCutsUnclosedWrites: bytes a handle wrote past the recorded
@@ -243,7 +266,7 @@ func TestRecoveryCutsUnclosedWrites(t *testing.T) {
 	if err := c.Unlink(RootIno, "gone"); err != nil {
 		t.Fatal(err)
 	}
-	stray := filepath.Join(c.dataDir(), "fill-123")
+	stray := filepath.Join(c.shardDir(123), "fill-123")
 	if err := os.WriteFile(stray, []byte("cut copy"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -359,12 +382,8 @@ func TestUnlinkedWhileTruncated(t *testing.T) {
 		t.Error("an upload is queued for an unlinked file")
 	}
 	c.Release(ino, true)
-	ents, err := os.ReadDir(c.dataDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range ents {
-		t.Errorf("left in data/: %s", d.Name())
+	for _, p := range localFiles(t, c) {
+		t.Errorf("left in data/: %s", p)
 	}
 	if _, err := c.Get(ino); !errors.Is(err, ErrNotFound) {
 		t.Errorf("the unlinked entry: %v, want ErrNotFound", err)
