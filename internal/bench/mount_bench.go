@@ -200,7 +200,7 @@ func readAll(path string, want int64) (time.Duration, error) {
 			return err
 		}
 		defer f.Close()
-		n, err := io.CopyBuffer(io.Discard, onlyReader{f}, buf)
+		n, err := io.CopyBuffer(onlyWriter{io.Discard}, onlyReader{f}, buf)
 		if err == nil && n != want {
 			err = fmt.Errorf("read %d bytes of %s, want %d", n, path, want)
 		}
@@ -208,8 +208,12 @@ func readAll(path string, want int64) (time.Duration, error) {
 	})
 }
 
-// onlyReader hides WriteTo so that io.CopyBuffer really reads in 1 MiB calls.
+// onlyReader hides WriteTo and onlyWriter hides ReadFrom, so that
+// io.CopyBuffer really reads in calls of its buffer's size: io.Discard's
+// ReadFrom reads in 8 KiB calls of its own.
 type onlyReader struct{ io.Reader }
+
+type onlyWriter struct{ io.Writer }
 
 // mountKind names a mount implementation for the loops below.
 type mountKind struct {

@@ -83,7 +83,7 @@ func benchTargetRead(ctx context.Context, e *env) ([]result, error) {
 		if err != nil {
 			return err
 		}
-		n, err := io.CopyBuffer(io.Discard, r, buf)
+		n, err := io.CopyBuffer(onlyWriter{io.Discard}, onlyReader{r}, buf)
 		r.Close()
 		if err == nil && n != e.bigSize {
 			err = fmt.Errorf("read %d bytes, want %d", n, e.bigSize)
