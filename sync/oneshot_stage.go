@@ -98,7 +98,7 @@ func (r *syncRun) stageDir(ctx context.Context, p string) bool {
 	}
 	err = r.tg[sideRemote].Rename(ctx, st.tmp, p)
 	switch {
-	case err == nil || r.renamedAnyway(ctx, st):
+	case err == nil || renamedAnyway(ctx, r.tg[sideRemote], st.tmp, st.top):
 	case ctx.Err() != nil:
 		return true
 	case errors.Is(err, target.ErrTemporary):
@@ -118,11 +118,13 @@ func (r *syncRun) stageDir(ctx context.Context, p string) bool {
 
 // renamedAnyway reports whether a rename that failed did happen: the reply
 // was lost on the way and the retry found nothing left to rename.
-func (r *syncRun) renamedAnyway(ctx context.Context, st *stage) bool {
-	if _, err := r.tg[sideRemote].Stat(ctx, st.tmp); !errors.Is(err, target.ErrNotFound) {
+// Both the one-shot upload and the mount's write-back (writeback_bundle.go)
+// use it.
+func renamedAnyway(ctx context.Context, tg target.Target, tmp, top string) bool {
+	if _, err := tg.Stat(ctx, tmp); !errors.Is(err, target.ErrNotFound) {
 		return false
 	}
-	e, err := r.tg[sideRemote].Stat(ctx, st.top)
+	e, err := tg.Stat(ctx, top)
 	return err == nil && e.IsDir
 }
 
@@ -324,18 +326,31 @@ func (r *syncRun) publish(st *stage) {
 // dropStaged removes a staging folder that cannot be renamed into place,
 // with everything in it; failures are only logged.
 func (r *syncRun) dropStaged(ctx context.Context, at string) {
-	ents, err := r.tg[sideRemote].List(ctx, at)
-	for i := 0; err == nil && i < len(ents); i++ {
-		if ents[i].IsDir {
-			r.dropStaged(ctx, target.Join(at, ents[i].Name))
-			continue
-		}
-		err = r.tg[sideRemote].Remove(ctx, target.Join(at, ents[i].Name))
-	}
-	if err == nil {
-		err = r.tg[sideRemote].Rmdir(ctx, at)
-	}
-	if err != nil {
+	if err := removeStaged(ctx, r.tg[sideRemote], at); err != nil {
 		r.log.WithError(err).WithField("path", at).Warn("cannot remove the staging folder")
 	}
+}
+
+// removeStaged removes the staging folder at with everything in it; one
+// that is not there, or an entry gone meanwhile, is fine. The one-shot
+// upload and the mount's write-back both use it.
+func removeStaged(ctx context.Context, tg target.Target, at string) error {
+	ents, err := tg.List(ctx, at)
+	if errors.Is(err, target.ErrNotFound) {
+		return nil
+	}
+	for i := 0; err == nil && i < len(ents); i++ {
+		p := target.Join(at, ents[i].Name)
+		if ents[i].IsDir {
+			err = removeStaged(ctx, tg, p)
+		} else if err = tg.Remove(ctx, p); errors.Is(err, target.ErrNotFound) {
+			err = nil
+		}
+	}
+	if err == nil {
+		if err = tg.Rmdir(ctx, at); errors.Is(err, target.ErrNotFound) {
+			err = nil
+		}
+	}
+	return err
 }

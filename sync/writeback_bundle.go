@@ -260,7 +260,7 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 		res.fallback = appeared
 		return fail(err)
 	}
-	if err := tg.Rename(ctx, tmp, top); err != nil && !w.renamedAnyway(ctx, tmp, top) {
+	if err := tg.Rename(ctx, tmp, top); err != nil && !renamedAnyway(ctx, tg, tmp, top) {
 		if appeared, _ := w.folderThere(ctx, top); appeared {
 			res.fallback = true // it appeared just now: the rename did not replace it
 			return fail(nil)
@@ -320,16 +320,6 @@ func (w *Writeback) folderThere(ctx context.Context, p string) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("bundle /%s: %w", p, err)
-}
-
-// renamedAnyway reports whether a rename that failed did happen: the reply
-// was lost and nothing is left to rename.
-func (w *Writeback) renamedAnyway(ctx context.Context, tmp, top string) bool {
-	if _, err := w.opts.Target.Stat(ctx, tmp); !errors.Is(err, target.ErrNotFound) {
-		return false
-	}
-	e, err := w.opts.Target.Stat(ctx, top)
-	return err == nil && e.IsDir
 }
 
 // mkdirsStaged creates the folders (final paths, parents first) in the
@@ -493,37 +483,13 @@ func (w *Writeback) checkStagedDir(ctx context.Context, staged string, files map
 func (w *Writeback) forgetStaging(ctx context.Context, tmp string) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if err := w.dropStaged(ctx, tmp); err != nil {
+	if err := removeStaged(ctx, w.opts.Target, tmp); err != nil {
 		w.opts.Log.WithError(err).WithField("path", "/"+tmp).Warn("cannot remove a staging folder; the next mount does")
 		return
 	}
 	if err := w.opts.Cache.DropStagingNote(tmp); err != nil {
 		w.opts.Log.WithError(err).Warn("cannot forget a removed staging folder")
 	}
-}
-
-// dropStaged removes the staging folder at with everything in it; one that
-// is not there is fine.
-func (w *Writeback) dropStaged(ctx context.Context, at string) error {
-	tg := w.opts.Target
-	ents, err := tg.List(ctx, at)
-	if errors.Is(err, target.ErrNotFound) {
-		return nil
-	}
-	for i := 0; err == nil && i < len(ents); i++ {
-		p := target.Join(at, ents[i].Name)
-		if ents[i].IsDir {
-			err = w.dropStaged(ctx, p)
-		} else if err = tg.Remove(ctx, p); errors.Is(err, target.ErrNotFound) {
-			err = nil
-		}
-	}
-	if err == nil {
-		if err = tg.Rmdir(ctx, at); errors.Is(err, target.ErrNotFound) {
-			err = nil
-		}
-	}
-	return err
 }
 
 // dropLeftStaging removes the staging folders a mount killed mid-bundle
@@ -540,7 +506,7 @@ func (w *Writeback) dropLeftStaging() {
 			return
 		}
 		w.opts.Log.WithField("path", "/"+tmp).Info("removing a staging folder the last mount left")
-		if err := w.dropStaged(w.ctx, tmp); err != nil {
+		if err := removeStaged(w.ctx, w.opts.Target, tmp); err != nil {
 			w.opts.Log.WithError(err).WithField("path", "/"+tmp).Warn("cannot remove a staging folder the last mount left; the next mount tries again")
 			continue
 		}
