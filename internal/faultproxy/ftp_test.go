@@ -120,6 +120,21 @@ func fillTree(t *testing.T, root string, rnd *rand.Rand, prefix string, n, max i
 	return files
 }
 
+// serverEndsWhole checks the end of an upload through the faults: the
+// watcher saw no half-written file, the server's folder root holds want,
+// and no temporary file or staging folder is left.
+func serverEndsWhole(t *testing.T, w *watcher, fig *figures, root string, want map[string][]byte) {
+	t.Helper()
+	if bad := w.end(); len(bad) > 0 {
+		t.Errorf("half-written files seen on the server: %v", bad)
+	}
+	onServer, temps := readTree(t, root)
+	compareTrees(t, fig, "server", onServer, want)
+	if temps != 0 {
+		t.Errorf("%d temporary files or staging folders left on the server", temps)
+	}
+}
+
 // readTree returns every regular file under root by slash path, leaving out
 // the temporary files of interrupted uploads.
 func readTree(t *testing.T, root string) (files map[string][]byte, temps int) {

@@ -194,14 +194,7 @@ func TestOneShotUploadOfNewFoldersThroughFaults(t *testing.T) {
 		_, err := syncpkg.Run(t.Context(), lt, remote, syncpkg.Options{Mode: syncpkg.ModeUpload, Parallel: 2, Store: st, Log: log})
 		return err
 	})
-	if bad := w.end(); len(bad) > 0 {
-		t.Errorf("half-written files seen on the server: %v", bad)
-	}
-	onServer, temps := readTree(t, srv.Root)
-	compareTrees(t, fig, "server", onServer, want)
-	if temps != 0 {
-		t.Errorf("%d temporary files or staging folders left on the server", temps)
-	}
+	serverEndsWhole(t, w, fig, srv.Root, want)
 	sum, err := syncpkg.Run(t.Context(), lt, remote, syncpkg.Options{Mode: syncpkg.ModeSync, Parallel: 2, Store: st, Log: log})
 	if err != nil || sum.FilesUp+sum.FilesDown+sum.DeletedLocal+sum.DeletedRemote+sum.Conflicts != 0 {
 		t.Errorf("sync after success: %+v, %v; want nothing to do", sum, err)

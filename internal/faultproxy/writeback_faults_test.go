@@ -59,14 +59,7 @@ func TestMountWritebackOfNewFoldersThroughFaults(t *testing.T) {
 		defer cancel()
 		return wb.Flush(ctx)
 	})
-	if bad := w.end(); len(bad) > 0 {
-		t.Errorf("half-written files seen on the server: %v", bad)
-	}
-	onServer, temps := readTree(t, srv.Root)
-	compareTrees(t, fig, "server", onServer, want)
-	if temps != 0 {
-		t.Errorf("%d temporary files or staging folders left on the server", temps)
-	}
+	serverEndsWhole(t, w, fig, srv.Root, want)
 	if notes, err := c.StagingNotes(); err != nil || len(notes) != 0 {
 		t.Errorf("staging folders noted after the flush: %v %v", notes, err)
 	}
