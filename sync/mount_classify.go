@@ -18,17 +18,16 @@ import (
 // record, and whether the mount saw a change. A local file never synced
 // (or not on the server) has no record: the write-back decides its fate.
 func mountSides(e *cache.Entry) (*target.Entry, *Record, Dirty, bool) {
+	l := target.Entry{Name: e.Name, Size: e.Size, ModTime: e.ModTime, Precision: e.Precision}
 	if !e.Local {
 		// Served from the server: the cache holds the server's state as
 		// last listed, and nothing changed here.
-		s := target.Entry{Name: e.Name, Size: e.Size, ModTime: e.ModTime, Precision: e.Precision}
-		side := SideOf(s)
-		return &s, &Record{Local: side, Remote: side, SyncedAt: e.Seen}, DirtyNo, true
+		side := SideOf(l)
+		return &l, &Record{Local: side, Remote: side, SyncedAt: e.Seen}, DirtyNo, true
 	}
 	if !e.Synced || !e.OnServer {
 		return nil, nil, DirtyUnknown, false
 	}
-	l := target.Entry{Name: e.Name, Size: e.Size, ModTime: e.ModTime, Precision: e.Precision}
 	rec := &Record{Local: sideOf(e.SyncLocal), Remote: sideOf(e.SyncRemote), SyncedAt: e.Seen}
 	dirty := DirtyNo
 	if e.Dirty || e.Upload != 0 {
@@ -93,16 +92,12 @@ func refine(ctx context.Context, tg target.Target, dir string, list []target.Ent
 				byName[cached[j].Name] = &cached[j]
 			}
 		}
-		need := false
+		need := recent(*te, now)
 		if c := byName[te.Name]; c != nil && !c.IsDir {
 			_, rec, _, ok := mountSides(c)
 			if ok && sameTime(te.ModTime, rec.Remote.ModTime, te.Precision) && te.Size == rec.Remote.Size {
 				need = Ambiguous(*te, rec.Remote, rec.SyncedAt)
-			} else {
-				need = recent(*te, now)
 			}
-		} else {
-			need = recent(*te, now)
 		}
 		if !need {
 			continue
