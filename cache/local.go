@@ -98,11 +98,9 @@ type Filler func(e Entry, w io.WriterAt) error
 // OpenLocal opens file ino for a handle, first copying its server content
 // into a local file unless it is local already. Every OpenLocal is matched
 // by one Release. trunc (with write) also truncates the file to size 0,
-// like TruncateLocal, for the caller to commit; a server file is then not
-// copied: its local copy starts empty, recorded with its upload queued at
-// once. That suits a truncation committed at once (truncate(2)); a handle
-// opened with O_TRUNC, whose truncation waits for its close, opens without
-// trunc and calls TruncateLocal.
+// like TruncateLocal, for the handle to commit at its close (O_TRUNC); a
+// server file is then not copied: the handle gets empty new content and
+// the entry stays a server file until that commit (openFromServerTruncated).
 func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 	for try := 0; ; try++ {
 		e, err := c.Get(ino)
@@ -113,14 +111,14 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 			return fmt.Errorf("open inode %d: %w", ino, ErrIsDir)
 		}
 		if !e.Local && trunc && write {
-			done, err := c.openFromServerTruncated(e, write)
+			done, err := c.openFromServerTruncated(e)
 			if done || err != nil {
 				return err
 			}
-			continue // a handle made it local meanwhile
-		}
-		if !e.Local {
-			err := c.materialize(e, false, fill)
+			// Another handle holds it (its own truncated content, or the
+			// file is local now): join that below and truncate it.
+		} else if !e.Local {
+			err := c.materialize(e, fill)
 			if errors.Is(err, ErrStale) && try < 3 {
 				continue // the server's version changed while it was copied
 			}
@@ -162,14 +160,14 @@ func (c *Cache) OpenLocal(ino uint64, write, trunc bool, fill Filler) error {
 
 // materialize copies a server file into its local file and marks the entry
 // local; its last-synced state is the server's as listed.
-func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
+func (c *Cache) materialize(e Entry, fill Filler) error {
 	tmp, err := os.CreateTemp(c.shardDir(e.Ino), "fill-*")
 	if err != nil {
 		return fmt.Errorf("copy inode %d into the cache: %w", e.Ino, err)
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	if !empty && e.Size > 0 {
+	if e.Size > 0 {
 		if fill == nil {
 			return fmt.Errorf("inode %d has no local copy", e.Ino)
 		}
@@ -203,12 +201,7 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 			}
 		}
 		side := SideState{Size: cur.Size, ModTime: cur.ModTime, Precision: cur.Precision}
-		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote, cur.Grown = true, true, side, side, !empty
-		if empty {
-			// Emptied: a change for the server, queued with it.
-			cur.Size = 0
-			return t.changed(cur)
-		}
+		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote, cur.Grown = true, true, side, side, true
 		return t.put(cur)
 	})
 	if err != nil {
@@ -223,9 +216,9 @@ func (c *Cache) materialize(e Entry, empty bool, fill Filler) error {
 // it be, where the server deleted the file meanwhile). The handle gets
 // empty new content (truncate.go) and the entry stays a server file until
 // the commit at close makes it local; a crash before then leaves it as it
-// was. It reports false if the file became local meanwhile (the caller
-// opens it as such).
-func (c *Cache) openFromServerTruncated(e Entry, write bool) (bool, error) {
+// was. It reports false if another handle holds the file, or it became
+// local meanwhile (the caller opens it as such).
+func (c *Cache) openFromServerTruncated(e Entry) (bool, error) {
 	c.open.mu.Lock()
 	defer c.open.mu.Unlock()
 	if of := c.open.m[e.Ino]; of != nil || c.isLocal(e.Ino) {

@@ -458,3 +458,46 @@ func TestReleaseAllCommitsLeftOpen(t *testing.T) {
 	wantContent(t, c, ino, "new!")
 	wantNoPending(t, c)
 }
+
+// A second O_TRUNC open of a server file while the first handle's new
+// content is uncommitted joins that handle (it used to loop until the
+// first one closed) and truncates what it wrote.
+func TestSecondTruncatingOpenJoinsTheFirst(t *testing.T) {
+	c := openTest(t, t.TempDir(), 0)
+	mustApply(t, c, RootIno, file("srv", 10, t0))
+	srv := mustLookup(t, c, RootIno, "srv")
+	noFill := func(Entry, io.WriterAt) error { t.Error("the old content was fetched"); return nil }
+	if err := c.OpenLocal(srv.Ino, true, true, noFill); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteLocal(srv.Ino, []byte("first"), 0); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.OpenLocal(srv.Ino, true, true, noFill) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a second O_TRUNC open waits for the first handle to close")
+	}
+	if n, _, ok := c.OpenState(srv.Ino); !ok || n != 0 {
+		t.Errorf("size after the second O_TRUNC open: %d, %v; want 0", n, ok)
+	}
+	if _, err := c.WriteLocal(srv.Ino, []byte("second"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Commit(srv.Ino, false); err != nil {
+		t.Fatal(err)
+	}
+	c.Release(srv.Ino, true)
+	c.Release(srv.Ino, true)
+	wantContent(t, c, srv.Ino, "second")
+	if e := mustLookup(t, c, RootIno, "srv"); !e.Local || e.Size != 6 || e.Upload == 0 {
+		t.Errorf("after the close: %+v; want local, 6 bytes, upload queued", e)
+	}
+	wantNoPending(t, c)
+	c.Close()
+}
