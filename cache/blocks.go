@@ -286,6 +286,20 @@ func (l *lru) victims(limit int64, keep blockID) []blockID {
 
 // loadBlocks rebuilds the accounting from the stored block records. A key
 // whose value is not a record (content stored in Badger by an older
+// deleteBlocks deletes every cached block of ino in txn.
+func deleteBlocks(txn *badger.Txn, ino uint64) error {
+	idxs, err := blockIndexes(txn, ino)
+	if err != nil {
+		return err
+	}
+	for _, idx := range idxs {
+		if err := txn.Delete(blockKey(ino, idx)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // version) is deleted: that block is fetched again.
 func (c *Cache) loadBlocks() error {
 	type stored struct {

@@ -455,14 +455,8 @@ func (c *Cache) replaceContent(e Entry) error {
 	mu.Lock()
 	defer mu.Unlock()
 	err := c.db.Update(func(txn *badger.Txn) error {
-		idxs, err := blockIndexes(txn, e.Ino)
-		if err != nil {
+		if err := deleteBlocks(txn, e.Ino); err != nil {
 			return err
-		}
-		for _, idx := range idxs {
-			if err := txn.Delete(blockKey(e.Ino, idx)); err != nil {
-				return err
-			}
 		}
 		if err := txn.Set(entryKey(e.Ino), e.marshal()); err != nil {
 			return err

@@ -191,14 +191,8 @@ func (c *Cache) materialize(e Entry, fill Filler) error {
 		if err := os.Rename(tmp.Name(), c.localPath(e.Ino)); err != nil {
 			return err
 		}
-		idxs, err := blockIndexes(t.txn, e.Ino)
-		if err != nil {
+		if err := deleteBlocks(t.txn, e.Ino); err != nil {
 			return err
-		}
-		for _, idx := range idxs {
-			if err := t.txn.Delete(blockKey(e.Ino, idx)); err != nil {
-				return err
-			}
 		}
 		side := SideState{Size: cur.Size, ModTime: cur.ModTime, Precision: cur.Precision}
 		cur.Local, cur.Synced, cur.SyncLocal, cur.SyncRemote, cur.Grown = true, true, side, side, true
@@ -224,7 +218,7 @@ func (c *Cache) openFromServerTruncated(e Entry) (bool, error) {
 	if of := c.open.m[e.Ino]; of != nil || c.isLocal(e.Ino) {
 		return false, nil
 	}
-	tmp, err := os.CreateTemp(c.shardDir(e.Ino), strconv.FormatUint(e.Ino, 10)+pendingMark+"*")
+	tmp, err := c.createPending(e.Ino)
 	if err != nil {
 		return false, fmt.Errorf("open inode %d: %w", e.Ino, err)
 	}
@@ -421,14 +415,8 @@ func (c *Cache) _record(ino uint64, size int64, mtime time.Time, minWrite int64,
 			// A server file rewritten from nothing becomes local; what the
 			// server held at the open is its last-synced state, so that a
 			// change made there since is a conflict at upload.
-			idxs, err := blockIndexes(t.txn, ino)
-			if err != nil {
+			if err := deleteBlocks(t.txn, ino); err != nil {
 				return err
-			}
-			for _, idx := range idxs {
-				if err := t.txn.Delete(blockKey(ino, idx)); err != nil {
-					return err
-				}
 			}
 			side := SideState{Size: fromServer.Size, ModTime: fromServer.ModTime, Precision: fromServer.Precision}
 			e.Local, e.Synced, e.SyncLocal, e.SyncRemote, e.Seen = true, true, side, side, fromServer.Seen

@@ -36,6 +36,15 @@ const prefixPlace = 'p'
 // <ino>.trunc-<random>, which is never a bare inode number.
 const pendingMark = ".trunc-"
 
+// pendingPrefix starts the names of ino's uncommitted content files.
+func pendingPrefix(ino uint64) string { return strconv.FormatUint(ino, 10) + pendingMark }
+
+// createPending creates an uncommitted content file for ino, beside its
+// local file.
+func (c *Cache) createPending(ino uint64) (*os.File, error) {
+	return os.CreateTemp(c.shardDir(ino), pendingPrefix(ino)+"*")
+}
+
 func placeKey(ino uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixPlace}, ino)
 }
@@ -65,7 +74,7 @@ func (c *Cache) truncateOpen(ino uint64, of *openFile, size int64) error {
 // writers wait while the bytes are copied, so none is lost to the old file.
 // On a full disk the copy fails with ENOSPC and nothing changes.
 func (c *Cache) newContent(ino uint64, of *openFile, size int64) error {
-	tmp, err := os.CreateTemp(c.shardDir(ino), strconv.FormatUint(ino, 10)+pendingMark+"*")
+	tmp, err := c.createPending(ino)
 	if err != nil {
 		return fmt.Errorf("new content: %w", err)
 	}
@@ -165,7 +174,7 @@ func (c *Cache) redoPlaces() error {
 				return err
 			}
 			name := string(v)
-			if !strings.HasPrefix(name, strconv.FormatUint(ino, 10)+pendingMark) || strings.ContainsRune(name, '/') {
+			if !strings.HasPrefix(name, pendingPrefix(ino)) || strings.ContainsRune(name, '/') {
 				c.log.WithField("ino", ino).Warn("ignoring a damaged place note")
 				continue
 			}

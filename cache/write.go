@@ -210,14 +210,8 @@ func (t *tx) drop(e Entry) error {
 		e.Parent, e.Upload = 0, 0
 		return t.put(e)
 	}
-	idxs, err := blockIndexes(t.txn, e.Ino)
-	if err != nil {
+	if err := deleteBlocks(t.txn, e.Ino); err != nil {
 		return err
-	}
-	for _, idx := range idxs {
-		if err := t.txn.Delete(blockKey(e.Ino, idx)); err != nil {
-			return err
-		}
 	}
 	delete(t.puts, e.Ino)
 	t.drops = append(t.drops, e.Ino)
