@@ -525,10 +525,3 @@ func newStageID() string {
 	}
 	return "w" + hex.EncodeToString(b[:])
 }
-
-// notesSet tells clearKnown that the cache may hold upload notes.
-func (w *Writeback) notesSet() {
-	w.mu.Lock()
-	w.notes = true
-	w.mu.Unlock()
-}

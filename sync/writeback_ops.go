@@ -24,9 +24,7 @@ func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 	switch o.Kind {
 	case cache.OpUpload:
 		if noted != nil {
-			w.mu.Lock()
-			w.notes = true
-			w.mu.Unlock()
+			w.notesSet()
 		}
 		return w.upload(ctx, st, o, e, noted)
 	case cache.OpMkdir:
@@ -243,9 +241,7 @@ func (w *Writeback) makeParents(ctx context.Context, p string) (bool, error) {
 // finishUpload records the upload in the cache and, in the same
 // transaction, what it left on the server as the path's upload note.
 func (w *Writeback) finishUpload(o cache.Op, e cache.Entry, size int64, got target.Entry) error {
-	w.mu.Lock()
-	w.notes = true
-	w.mu.Unlock()
+	w.notesSet()
 	return w.opts.Cache.FinishUpload(o.Seq, e.Ino, e.LocalGen, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision}, got, o.Path)
 }
 
@@ -525,9 +521,7 @@ func (w *Writeback) noteIntent(p string, size int64, e cache.Entry, noted *cache
 	if noted != nil && noted.Size == size {
 		return nil
 	}
-	w.mu.Lock()
-	w.notes = true
-	w.mu.Unlock()
+	w.notesSet()
 	return w.opts.Cache.NoteUpload(p, cache.SideState{Size: size, ModTime: e.ModTime, Precision: e.Precision})
 }
 
@@ -557,6 +551,13 @@ func (w *Writeback) moveKnown(from, to string) error {
 	return w.opts.Cache.MoveUploadNotes(from, to)
 }
 
+// notesSet tells clearKnown that the cache may hold upload notes.
+func (w *Writeback) notesSet() {
+	w.mu.Lock()
+	w.notes = true
+	w.mu.Unlock()
+}
+
 // clearKnown drops the notes once the journal is empty and nothing runs:
 // every entry's record then covers what the server shows. Only the loop
 // calls it, between rounds, so no operation starts meanwhile.
@@ -572,8 +573,6 @@ func (w *Writeback) clearKnown() {
 	}
 	if err := w.opts.Cache.ClearUploadNotes(); err != nil {
 		w.opts.Log.WithError(err).Warn("cannot clear the upload notes; they are cleared once the queue empties again")
-		w.mu.Lock()
-		w.notes = true
-		w.mu.Unlock()
+		w.notesSet()
 	}
 }
