@@ -27,8 +27,11 @@ const pollWorkers = 2
 const usedMax = 1 << 14
 
 // Touch records that directory dir was used (looked up in, read, a file in
-// it opened), for the poller.
+// it opened), for the poller; without one it does nothing.
 func (l *Lister) Touch(dir uint64) {
+	if l.opts.PollInterval <= 0 {
+		return
+	}
 	now := time.Now()
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -53,8 +56,12 @@ func (l *Lister) usedWindow() time.Duration {
 	return max(l.opts.DirCacheTime, 20*l.opts.PollInterval)
 }
 
-// noteListed remembers whether a listing of dir left names for later.
+// noteListed remembers, for the poller, whether a listing of dir left
+// names for later.
 func (l *Lister) noteListed(dir uint64, deferred bool) {
+	if l.opts.PollInterval <= 0 {
+		return
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if deferred {
