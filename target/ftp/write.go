@@ -315,14 +315,8 @@ func (t *Target) copyInPlace(c *conn, rel, tmpAbs string, cr *countingReader, op
 // renames. A failed transfer leaves a partial file there; nothing better is
 // possible on such a server.
 func (t *Target) storInPlace(c *conn, rel string, cr *countingReader, opts target.WriteOptions) (target.Entry, error) {
-	abs := t.abs(rel)
-	if err := t.stor(c, rel, abs, cr, opts); err != nil {
+	if _, err := t.storStaged(c, rel, cr, opts); err != nil {
 		return target.Entry{}, err
-	}
-	if !opts.ModTime.IsZero() {
-		if err := t.setTempTime(c, abs, opts); err != nil {
-			return target.Entry{}, err
-		}
 	}
 	return t.stat(c, rel)
 }
