@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io/fs"
 	"os"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -88,12 +89,8 @@ func (t *Target) walkDir(op, rel string, root int, dir string, flags int) (int, 
 	}
 	done := ""
 	for rest := dir; rest != ""; {
-		el := rest
-		if i := indexSlash(rest); i >= 0 {
-			el, rest = rest[:i], rest[i+1:]
-		} else {
-			rest = ""
-		}
+		var el string
+		el, rest, _ = strings.Cut(rest, "/")
 		at := target.Join(done, el)
 		next, err := openat(cur, el, dirFlags, 0)
 		if err != nil {
@@ -130,15 +127,6 @@ func (t *Target) explain(op, rel string, dir int, el, at string, openErr error) 
 	return t.mapErr(op, rel, openErr)
 }
 
-func indexSlash(s string) int {
-	for i := 0; i < len(s); i++ {
-		if s[i] == '/' {
-			return i
-		}
-	}
-	return -1
-}
-
 // openat retries an interrupted open.
 func openat(dir int, name string, flags int, mode uint32) (int, error) {
 	for {
@@ -151,9 +139,9 @@ func openat(dir int, name string, flags int, mode uint32) (int, error) {
 
 // parentOf opens the directory holding rel's last element and returns its
 // descriptor and that element's name; rel must not be the root.
-func (t *Target) parentOf(op, rel string, flags int) (int, string, error) {
+func (t *Target) parentOf(op, rel string) (int, string, error) {
 	dir, name := target.Split(rel)
-	fd, err := t.openDirFor(op, rel, dir, flags)
+	fd, err := t.openDirFor(op, rel, dir, dirFlags)
 	return fd, name, err
 }
 

@@ -76,7 +76,7 @@ func (t *Target) Open(ctx context.Context, p string, offset, length int64) (io.R
 	if rel == "" {
 		return nil, target.NewError("read", rel, target.ErrIsDir, nil)
 	}
-	dir, name, err := t.parentOf("read", rel, dirFlags)
+	dir, name, err := t.parentOf("read", rel)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +125,7 @@ func (t *Target) Write(ctx context.Context, p string, r io.Reader, opts target.W
 	if rel == "" {
 		return target.Entry{}, target.NewError("write", rel, target.ErrIsDir, nil)
 	}
-	dir, name, err := t.parentOf("write", rel, dirFlags)
+	dir, name, err := t.parentOf("write", rel)
 	if err != nil {
 		return target.Entry{}, err
 	}
@@ -276,7 +276,7 @@ func (t *Target) Append(ctx context.Context, p string, r io.Reader) (target.Entr
 	if rel == "" {
 		return target.Entry{}, target.NewError("append", rel, target.ErrIsDir, nil)
 	}
-	dir, name, err := t.parentOf("append", rel, dirFlags)
+	dir, name, err := t.parentOf("append", rel)
 	if err != nil {
 		return target.Entry{}, err
 	}

@@ -32,7 +32,7 @@ func (t *Target) Stat(ctx context.Context, p string) (target.Entry, error) {
 		}
 		return entry("", fi), nil
 	}
-	dir, name, err := t.parentOf("stat", rel, dirFlags)
+	dir, name, err := t.parentOf("stat", rel)
 	if err != nil {
 		return target.Entry{}, err
 	}
@@ -123,7 +123,7 @@ func (t *Target) Mkdir(ctx context.Context, p string) error {
 	if rel == "" {
 		return target.NewError("mkdir", rel, target.ErrExist, nil)
 	}
-	dir, name, err := t.parentOf("mkdir", rel, dirFlags)
+	dir, name, err := t.parentOf("mkdir", rel)
 	if err != nil {
 		return err
 	}
@@ -143,7 +143,7 @@ func (t *Target) Rmdir(ctx context.Context, p string) error {
 	if rel == "" {
 		return target.Errorf("rmdir", rel, target.ErrPermission, "refusing to remove the root folder %s", t.abs)
 	}
-	dir, name, err := t.parentOf("rmdir", rel, dirFlags)
+	dir, name, err := t.parentOf("rmdir", rel)
 	if err != nil {
 		return err
 	}
@@ -175,7 +175,7 @@ func (t *Target) Remove(ctx context.Context, p string) error {
 	if rel == "" {
 		return target.NewError("remove", rel, target.ErrIsDir, nil)
 	}
-	dir, name, err := t.parentOf("remove", rel, dirFlags)
+	dir, name, err := t.parentOf("remove", rel)
 	if err != nil {
 		return err
 	}
@@ -207,12 +207,12 @@ func (t *Target) Rename(ctx context.Context, from, to string) error {
 	if relFrom == "" || relTo == "" {
 		return target.Errorf("rename", relFrom, target.ErrPermission, "cannot rename %q to %q: one of them is the root folder", relFrom, relTo)
 	}
-	fromDir, fromName, err := t.parentOf("rename", relFrom, dirFlags)
+	fromDir, fromName, err := t.parentOf("rename", relFrom)
 	if err != nil {
 		return err
 	}
 	defer unix.Close(fromDir)
-	toDir, toName, err := t.parentOf("rename", relTo, dirFlags)
+	toDir, toName, err := t.parentOf("rename", relTo)
 	if err != nil {
 		return err
 	}
@@ -243,7 +243,7 @@ func (t *Target) SetModTime(ctx context.Context, p string, mtime time.Time) erro
 	if rel == "" {
 		dir, err = t.openDir("setmodtime", "", dirFlags)
 	} else {
-		dir, name, err = t.parentOf("setmodtime", rel, dirFlags)
+		dir, name, err = t.parentOf("setmodtime", rel)
 	}
 	if err != nil {
 		return err
