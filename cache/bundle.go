@@ -1,7 +1,6 @@
 package cache
 
 import (
-	"errors"
 	"fmt"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -98,13 +97,8 @@ func (c *Cache) NoteStaging(p string) error {
 // DropStagingNote forgets the staging folder p: it is gone from the server
 // (renamed into place or removed).
 func (c *Cache) DropStagingNote(p string) error {
-	err := c.db.Update(func(txn *badger.Txn) error {
-		err := txn.Delete(stagingKey(p))
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return nil
-		}
-		return err
-	})
+	// Deleting a key that is not there is no error in Badger.
+	err := c.db.Update(func(txn *badger.Txn) error { return txn.Delete(stagingKey(p)) })
 	if err != nil {
 		return fmt.Errorf("forget the staging folder /%s: %w", p, err)
 	}

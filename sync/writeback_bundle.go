@@ -215,6 +215,7 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 	// What starts, where its folder does too, in journal order.
 	dirs := map[string]bool{top: true}
 	var mkdirs []string
+	finished := []cache.Finished{{Seq: b.top.op.Seq}} // the folders, once in place
 	var files []*bundleFile
 	for i, s := range started[1:] {
 		st := b.members[i]
@@ -225,6 +226,7 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 		case st.op.Kind == cache.OpMkdir:
 			dirs[st.op.Path] = true
 			mkdirs = append(mkdirs, st.op.Path)
+			finished = append(finished, cache.Finished{Seq: st.op.Seq})
 		default:
 			files = append(files, &bundleFile{st: st, entry: s.Entry, sent: -1})
 		}
@@ -235,12 +237,19 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 	if err := c.NoteStaging(tmp); err != nil {
 		return res, err
 	}
-	if err := tg.Mkdir(ctx, tmp); err != nil {
+	// The staging folder is removed on a context of its own: the
+	// bundle's may be the reason it failed.
+	drop := func() {
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
 		w.forgetStaging(ctx, tmp)
+	}
+	if err := tg.Mkdir(ctx, tmp); err != nil {
+		drop()
 		return res, fmt.Errorf("bundle /%s: create the staging folder: %w", top, err)
 	}
 	fail := func(err error) (bundleResult, error) {
-		w.forgetStaging(ctx, tmp)
+		drop()
 		res.failed = map[uint64]error{}
 		return res, err
 	}
@@ -278,12 +287,7 @@ func (w *Writeback) sendBundle(ctx context.Context, b *bundle) (bundleResult, er
 	if err := c.DropStagingNote(tmp); err != nil {
 		w.opts.Log.WithError(err).Warn("cannot forget a staging folder now in place; the next mount looks for it in vain")
 	}
-	res.finished = append(res.finished, cache.Finished{Seq: b.top.op.Seq})
-	for i, s := range started[1:] {
-		if s.Err == nil && dirs[b.members[i].op.Path] && b.members[i].op.Kind == cache.OpMkdir {
-			res.finished = append(res.finished, cache.Finished{Seq: s.Op.Seq})
-		}
-	}
+	res.finished = finished
 	for _, f := range files {
 		if f.err != nil {
 			res.failed[f.st.op.Seq] = f.err
@@ -481,10 +485,8 @@ func (w *Writeback) checkStagedDir(ctx context.Context, staged string, files map
 // forgetStaging removes a staging folder and its note; a folder that
 // cannot be removed now keeps its note, and the next mount removes it.
 func (w *Writeback) forgetStaging(ctx context.Context, tmp string) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
 	if err := removeStaged(ctx, w.opts.Target, tmp); err != nil {
-		w.opts.Log.WithError(err).WithField("path", "/"+tmp).Warn("cannot remove a staging folder; the next mount does")
+		w.opts.Log.WithError(err).WithField("path", "/"+tmp).Warn("cannot remove a staging folder; the next mount tries again")
 		return
 	}
 	if err := w.opts.Cache.DropStagingNote(tmp); err != nil {
@@ -506,13 +508,7 @@ func (w *Writeback) dropLeftStaging() {
 			return
 		}
 		w.opts.Log.WithField("path", "/"+tmp).Info("removing a staging folder the last mount left")
-		if err := removeStaged(w.ctx, w.opts.Target, tmp); err != nil {
-			w.opts.Log.WithError(err).WithField("path", "/"+tmp).Warn("cannot remove a staging folder the last mount left; the next mount tries again")
-			continue
-		}
-		if err := w.opts.Cache.DropStagingNote(tmp); err != nil {
-			w.opts.Log.WithError(err).Warn("cannot forget a removed staging folder")
-		}
+		w.forgetStaging(w.ctx, tmp)
 	}
 }
 
