@@ -178,27 +178,16 @@ func (c *Cache) Conflicts() ([]ConflictRecord, error) {
 	return out, nil
 }
 
-// conflictPaths lists the paths in conflicts, for user.ftpsync.state.
-func (c *Cache) conflictPaths() (map[string]bool, error) {
-	rs, err := c.Conflicts()
-	if err != nil {
-		return nil, err
-	}
-	m := make(map[string]bool, 2*len(rs))
-	for _, r := range rs {
-		m[r.Path] = true
-		if r.Copy != "" {
-			m[r.Copy] = true
-		}
-	}
-	return m, nil
-}
-
 // InConflict reports whether the entry at path p is part of an unresolved
 // conflict: the file (or folder) itself or a conflict copy.
 func (c *Cache) InConflict(p string) (bool, error) {
-	m, err := c.conflictPaths()
-	return m[p], err
+	rs, err := c.Conflicts()
+	for _, r := range rs {
+		if r.Path == p || (r.Copy != "" && r.Copy == p) {
+			return true, nil
+		}
+	}
+	return false, err
 }
 
 // ErrNoConflict is returned by Resolve for a path with no recorded conflict.
