@@ -96,12 +96,9 @@ func (e *env) mountRclone(ctx context.Context, remotePath, cacheDir string) (*mo
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, "rclone", "mount", "bench:"+remotePath, mp,
-		// Chunked reads (128 MiB ranges by default) end each RETR early;
-		// proftpd answers 426 and rclone 1.60 counts that as an error until
-		// the read fails with EIO. One RETR per file avoids it.
-		"--vfs-cache-mode", "full", "--vfs-read-chunk-size", "0", "--cache-dir", cacheDir, "--daemon",
-		"--log-file", filepath.Join(e.work, "rclone.log"))
+	args := append([]string{"mount", "bench:" + remotePath, mp}, rcloneFlags...)
+	cmd := exec.CommandContext(ctx, "rclone", append(args, "--cache-dir", cacheDir, "--daemon",
+		"--log-file", filepath.Join(e.work, "rclone.log"))...)
 	cmd.Env = envv
 	// The daemon inherits the parent's standard output: a pipe would keep
 	// CombinedOutput waiting until the unmount, so it writes to a file.
