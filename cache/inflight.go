@@ -1,6 +1,6 @@
 package cache
 
-import "strings"
+import "github.com/ftpsync-mount/ftpsync-mount/target"
 
 // The mount's own operations on their way to the server, by path. A
 // listing says what the server held when it was taken; for a name with an
@@ -76,19 +76,12 @@ func (f *inflight) busy(p string, mark uint64) bool {
 // is then not of the folder the mount shows there (it is being renamed,
 // created or removed).
 func (f *inflight) busyUp(p string, mark uint64) bool {
-	for {
-		if p == "" {
-			return false
-		}
+	for ; p != ""; p, _ = target.Split(p) {
 		if f.busy(p, mark) {
 			return true
 		}
-		i := strings.LastIndexByte(p, '/')
-		if i < 0 {
-			return false
-		}
-		p = p[:i]
 	}
+	return false
 }
 
 // ListingMark is taken before a directory is listed from the server and
