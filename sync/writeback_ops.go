@@ -45,10 +45,7 @@ func (w *Writeback) do(ctx context.Context, st *opState, evenOpen bool) error {
 			// whatever --resolve says; the next listing shows them again.
 			const what = "the folder was deleted here but holds other files on the server; it is kept there"
 			if w.choose(nil, nil) == winBoth {
-				r := cache.ConflictRecord{Path: o.Path, Kind: cache.ConflictFolderNotEmpty, At: w.opts.Now().UTC()}
-				if rerr := w.opts.Cache.AddConflict(r); rerr != nil {
-					w.opts.Log.WithError(rerr).WithField("path", "/"+o.Path).Warn("cannot record the conflict for status")
-				}
+				w.addConflict(cache.ConflictRecord{Path: o.Path, Kind: cache.ConflictFolderNotEmpty, At: w.opts.Now().UTC()})
 			}
 			w.conflict(o, what)
 			err = nil
@@ -348,10 +345,15 @@ func (w *Writeback) record(o cache.Op, d Decision, local target.Entry, remote *t
 	if remote != nil {
 		r.Remote = cache.SideState{Size: remote.Size, ModTime: remote.ModTime, Precision: remote.Precision}
 	}
-	if err := w.opts.Cache.AddConflict(r); err != nil {
-		w.opts.Log.WithError(err).WithField("path", "/"+o.Path).Warn("cannot record the conflict for status")
-	}
+	w.addConflict(r)
 	w.conflict(o, d.Conflict.String()+"; "+what)
+}
+
+// addConflict records a conflict for status; a failure is only logged.
+func (w *Writeback) addConflict(r cache.ConflictRecord) {
+	if err := w.opts.Cache.AddConflict(r); err != nil {
+		w.opts.Log.WithError(err).WithField("path", "/"+r.Path).Warn("cannot record the conflict for status")
+	}
 }
 
 // conflictKindOf maps Classify's kinds to the cache's records.
