@@ -181,10 +181,14 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 // commits it.
 func (n *fileNode) truncate(ctx context.Context, size int64) syscall.Errno {
 	c, ino := n.fs.opts.Cache, n.ino()
+	// To size 0, OpenLocal truncates (and does not fetch a server file).
 	if err := c.OpenLocal(ino, true, size == 0, n.fs.fill(ctx)); err != nil {
 		return n.fs.toErrno("truncate", err)
 	}
-	err := c.TruncateLocal(ino, size)
+	var err error
+	if size != 0 {
+		err = c.TruncateLocal(ino, size)
+	}
 	if err == nil {
 		err = c.Commit(ino, false)
 	}
