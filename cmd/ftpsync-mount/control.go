@@ -70,7 +70,7 @@ type controlServer struct {
 	unmnt  func(ctx context.Context) error // read only: unmount, then the final flush
 	// refresh and resolve answer the commands of those names (read only).
 	refresh func(ctx context.Context, p string, recursive bool) (string, error)
-	resolve func(p, keep string) (string, error)
+	resolve func(ctx context.Context, p, keep string) (string, error)
 	wg      gosync.WaitGroup // connections
 	ctx     context.Context  // cancelled by close
 	cancel  context.CancelFunc
@@ -176,7 +176,7 @@ func (s *controlServer) handle(conn net.Conn) {
 		info, err := s.refresh(s.ctx, req.Path, req.Recursive)
 		enc.Encode(doneReply(info, err))
 	case "resolve":
-		info, err := s.resolve(req.Path, req.Keep)
+		info, err := s.resolve(s.ctx, req.Path, req.Keep)
 		enc.Encode(doneReply(info, err))
 	default:
 		enc.Encode(controlReply{Done: true, Error: fmt.Sprintf("unknown request %q", req.Op)})

@@ -262,11 +262,11 @@ func runMount(ctx context.Context, g *globalOptions, mf *mountFlags, remote, mou
 	ctrl.refresh = func(ctx context.Context, p string, recursive bool) (string, error) {
 		return refreshPath(ctx, c, lister, notifier, p, recursive)
 	}
-	ctrl.resolve = func(p, keep string) (string, error) {
+	ctrl.resolve = func(ctx context.Context, p, keep string) (string, error) {
 		if mf.readOnly {
 			return "", fmt.Errorf("the mount is read-only: remount it writable to resolve conflicts")
 		}
-		return resolvePath(ctrl.ctx, c, lister, notifier, p, keep)
+		return resolvePath(ctx, c, lister, notifier, p, keep)
 	}
 	go ctrl.serve()
 	ready()

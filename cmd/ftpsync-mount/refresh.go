@@ -52,11 +52,7 @@ the mount has seen.`,
 					return err
 				}
 			}
-			var info string
-			err = askControlReq(mp, controlRequest{Op: "refresh", Path: rel, Recursive: recursive}, func(r controlReply) error {
-				info = r.Info
-				return nil
-			})
+			info, err := askInfo(mp, controlRequest{Op: "refresh", Path: rel, Recursive: recursive})
 			if err != nil {
 				return err
 			}
@@ -66,6 +62,17 @@ the mount has seen.`,
 	}
 	cmd.Flags().BoolVarP(&recursive, "recursive", "r", false, "also list every folder below PATH that the mount has seen")
 	return cmd
+}
+
+// askInfo sends one request to the mount at mp and returns what its
+// final reply says it did.
+func askInfo(mp string, req controlRequest) (string, error) {
+	var info string
+	err := askControlReq(mp, req, func(r controlReply) error {
+		info = r.Info
+		return nil
+	})
+	return info, err
 }
 
 func newResolveCmd(g *globalOptions) *cobra.Command {
@@ -99,11 +106,7 @@ The change is made in the mount and reaches the server like any other.`,
 			if err != nil {
 				return err
 			}
-			var info string
-			err = askControlReq(mp, controlRequest{Op: "resolve", Path: rel, Keep: keep}, func(r controlReply) error {
-				info = r.Info
-				return nil
-			})
+			info, err := askInfo(mp, controlRequest{Op: "resolve", Path: rel, Keep: keep})
 			if err != nil {
 				return err
 			}
