@@ -304,6 +304,20 @@ func (w *Writeback) loop() {
 	}
 }
 
+// _dueAt is when st may start by its own timers (its back-off, and an
+// upload's --write-back delay unless a flush or an fsync wants it now),
+// whether such a wait forces it, and whether they gave up on it after
+// flushAttempts failures; w.mu is held.
+func (w *Writeback) _dueAt(st *opState) (at time.Time, forced, givenUp bool) {
+	forced = st.op.Kind == cache.OpUpload && w.forced[st.op.Ino] > 0
+	at = st.notBefore
+	if st.op.Kind == cache.OpUpload && w.flushing == 0 && !forced && st.readyAt.After(at) {
+		at = st.readyAt
+	}
+	givenUp = (w.flushing > 0 || forced) && st.flushFail >= flushAttempts
+	return at, forced, givenUp
+}
+
 // _pick chooses operations to start now and returns when the next one
 // waiting on time becomes ready (zero: none). An operation may start when
 // no earlier unfinished operation touches the same path, an ancestor or a
@@ -367,11 +381,7 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			}
 		}
 		if !st.running && !conflict {
-			forced := st.op.Kind == cache.OpUpload && w.forced[st.op.Ino] > 0
-			at := st.notBefore
-			if st.op.Kind == cache.OpUpload && w.flushing == 0 && !forced && st.readyAt.After(at) {
-				at = st.readyAt
-			}
+			at, forced, givenUp := w._dueAt(st)
 			if st.op.Kind == cache.OpMkdir && w._mayBundle(st) {
 				// Files written into a new folder right after it was made
 				// go up with it, staged (writeback_bundle.go).
@@ -382,7 +392,6 @@ func (w *Writeback) _pick(now time.Time) (start []*opState, next time.Time) {
 			if hold := w._burstHold(now, at, st.op.Queued); hold.After(at) {
 				at = hold
 			}
-			givenUp := (w.flushing > 0 || forced) && st.flushFail >= flushAttempts
 			switch {
 			case givenUp:
 			case at.After(now):

@@ -111,15 +111,8 @@ func (w *Writeback) _mayBundle(st *opState) bool {
 // _bundleReady reports whether the upload st could start now on its own;
 // w.mu is held.
 func (w *Writeback) _bundleReady(st *opState, now time.Time) bool {
-	forced := w.forced[st.op.Ino] > 0
-	if (w.flushing > 0 || forced) && st.flushFail >= flushAttempts {
-		return false
-	}
-	at := st.notBefore
-	if w.flushing == 0 && !forced && st.readyAt.After(at) {
-		at = st.readyAt
-	}
-	return !at.After(now) && !w.opts.Cache.OpenForWrite(st.op.Ino)
+	at, _, givenUp := w._dueAt(st)
+	return !givenUp && !at.After(now) && !w.opts.Cache.OpenForWrite(st.op.Ino)
 }
 
 // bundleResult is what running a bundle came to.
