@@ -160,29 +160,16 @@ func (c *Cache) _emit(ev JournalEvent) {
 // indexes nothing (Journal skips it too).
 func (c *Cache) loadJournal() error {
 	return c.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixJournal}, PrefetchValues: true})
-		defer it.Close()
 		var n int64
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if len(k) != 9 {
-				continue
-			}
-			seq := binary.BigEndian.Uint64(k[1:])
-			c.nextSeq = max(c.nextSeq, seq+1)
+		err := scanJournal(txn, func(o Op, err error) {
+			c.nextSeq = max(c.nextSeq, o.Seq+1)
 			n++
-			err := it.Item().Value(func(v []byte) error {
-				if o, err := unmarshalOp(seq, v); err == nil {
-					c.flight.add(o)
-				}
-				return nil
-			})
-			if err != nil {
-				return err
+			if err == nil {
+				c.flight.add(o)
 			}
-		}
+		})
 		c.journalLen.Store(n)
-		return nil
+		return err
 	})
 }
 
@@ -190,33 +177,42 @@ func (c *Cache) loadJournal() error {
 func (c *Cache) Journal() ([]Op, error) {
 	var out []Op
 	err := c.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixJournal}, PrefetchValues: true})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			k := it.Item().Key()
-			if len(k) != 9 {
-				continue
-			}
-			seq := binary.BigEndian.Uint64(k[1:])
-			err := it.Item().Value(func(v []byte) error {
-				o, err := unmarshalOp(seq, v)
-				if err != nil {
-					c.log.WithError(err).Error("skipping a damaged journal operation")
-					return nil
-				}
-				out = append(out, o)
-				return nil
-			})
+		return scanJournal(txn, func(o Op, err error) {
 			if err != nil {
-				return err
+				c.log.WithError(err).Error("skipping a damaged journal operation")
+				return
 			}
-		}
-		return nil
+			out = append(out, o)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("read the write-back journal: %w", err)
 	}
 	return out, nil
+}
+
+// scanJournal calls f with every queued operation in order, and the error
+// of one that cannot be decoded (its Seq is set all the same).
+func scanJournal(txn *badger.Txn, f func(o Op, err error)) error {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixJournal}, PrefetchValues: true})
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		k := it.Item().Key()
+		if len(k) != 9 {
+			continue
+		}
+		seq := binary.BigEndian.Uint64(k[1:])
+		err := it.Item().Value(func(v []byte) error {
+			o, err := unmarshalOp(seq, v)
+			o.Seq = seq
+			f(o, err)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // JournalLen is the number of queued operations.
