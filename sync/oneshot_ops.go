@@ -73,8 +73,13 @@ func (r *syncRun) forget(p string) {
 }
 
 func (r *syncRun) recordDir(p string) {
+	r.put(p, dirRecord(p, r.now()))
+}
+
+// dirRecord is the record of a folder that both sides have.
+func dirRecord(p string, now time.Time) Record {
 	d := target.Entry{Name: path.Base("/" + p), IsDir: true}
-	r.put(p, NewRecord(d, d, r.now()))
+	return NewRecord(d, d, now)
 }
 
 // markDir notes that a folder exists on a side (it was listed).

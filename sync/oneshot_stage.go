@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"sort"
 	"strings"
 	gosync "sync"
@@ -281,8 +280,7 @@ func (r *syncRun) checkStaged(ctx context.Context, st *stage, dir string, local 
 			r.fail(ctx, target.Join(dir, name), errors.New("upload: the server's listing does not show the uploaded file; the next run uploads it again"))
 		}
 	}
-	d := target.Entry{Name: path.Base("/" + dir), IsDir: true}
-	st.record(dir, NewRecord(d, d, now), false)
+	st.record(dir, dirRecord(dir, now), false)
 }
 
 // publish records a staged folder now in place and prints what it made:
