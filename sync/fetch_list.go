@@ -255,12 +255,7 @@ func (l *Lister) list(dir uint64, depth int) error {
 		return fmt.Errorf("list /%s: %w", p, err)
 	}
 	now := time.Now()
-	var refined map[string]bool
-	if coarse(entries) {
-		if cached, err := c.Children(dir); err == nil {
-			refined = refine(l.ctx, l.opts.Target, p, entries, cached, now)
-		}
-	}
+	refined := refine(l.ctx, l.opts.Target, p, entries, func() ([]cache.Entry, error) { return c.Children(dir) }, now)
 	res, err := c.ApplyListing(dir, cache.Listing{Entries: entries, Mark: mark, Decide: decideListing,
 		Refined: refined, Now: now, RecordKept: l.opts.RecordKept})
 	if len(res.Changes) > 0 && l.opts.OnChange != nil {
@@ -302,17 +297,6 @@ func (l *Lister) noteOutcome(p string, err error) {
 	case was:
 		log.Info("listing works again")
 	}
-}
-
-// coarse reports whether a listing holds file times coarser than a second
-// (LIST output), which refine may have to make exact.
-func coarse(entries []target.Entry) bool {
-	for _, e := range entries {
-		if !e.IsDir && e.Precision > time.Second {
-			return true
-		}
-	}
-	return false
 }
 
 // queueSubdirs queues dir's unlisted subdirectories for the workers, in

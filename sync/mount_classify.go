@@ -72,9 +72,10 @@ const maxRefine = 256
 //     later change could fall into the same minute: its record is taken
 //     exact, so that such a change can be told later.
 //
-// MLSD listings are exact to the second and never need it. It returns the
-// names it refined.
-func refine(ctx context.Context, tg target.Target, dir string, list []target.Entry, cached []cache.Entry, now time.Time) map[string]bool {
+// MLSD listings are exact to the second and never need it. The cached
+// entries of dir are read only for a listing that does; without them
+// nothing is refined. It returns the names it refined.
+func refine(ctx context.Context, tg target.Target, dir string, list []target.Entry, cachedOf func() ([]cache.Entry, error), now time.Time) map[string]bool {
 	rf, ok := tg.(mtimeRefiner)
 	if !ok {
 		return nil
@@ -87,6 +88,10 @@ func refine(ctx context.Context, tg target.Target, dir string, list []target.Ent
 			continue
 		}
 		if byName == nil {
+			cached, err := cachedOf()
+			if err != nil {
+				return nil
+			}
 			byName = make(map[string]*cache.Entry, len(cached))
 			for j := range cached {
 				byName[cached[j].Name] = &cached[j]
