@@ -1,16 +1,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ftpsync-mount/ftpsync-mount/internal/metrics"
 )
 
 // benchPoll measures one round of the mount's poller over a tree of 10,000
@@ -23,20 +22,23 @@ func benchPoll(ctx context.Context, e *env) ([]result, error) {
 	if err := makeEmptyTree(root, dirs, files); err != nil {
 		return nil, err
 	}
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	cacheDir, err := e.freshCache("poll")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(cacheDir)
-	m, err := e.mountOursWith(ctx, "poll10k", cacheDir, "--poll-interval", "2s", "--metrics-addr", addr)
+	logFile := filepath.Join(e.work, "poll-mount.log")
+	os.Remove(logFile)
+	m, err := e.mountOursWith(ctx, "poll10k", cacheDir, "--poll-interval", "2s", "--metrics-addr", "127.0.0.1:0",
+		"--log-file", logFile, "--log-level", "info")
 	if err != nil {
 		return nil, err
 	}
-	round, err := measurePollRound(ctx, m, addr)
+	addr, err := metricsAddr(logFile)
+	var round pollRound
+	if err == nil {
+		round, err = measurePollRound(ctx, m, addr)
+	}
 	if uerr := m.unmount(); err == nil {
 		err = uerr
 	}
@@ -67,7 +69,7 @@ func measurePollRound(ctx context.Context, m *mounted, addr string) (pollRound, 
 	if _, err := lsLR(ctx, m.dir); err != nil {
 		return pollRound{}, err
 	}
-	snap, err := scrapeMetrics(addr)
+	snap, err := scrapeMetrics(ctx, addr)
 	if err != nil {
 		return pollRound{}, err
 	}
@@ -87,15 +89,7 @@ func measurePollRound(ctx context.Context, m *mounted, addr string) (pollRound, 
 	if err != nil {
 		return pollRound{}, err
 	}
-	ops := func(s map[string]float64) float64 {
-		var n float64
-		for k, v := range s {
-			if strings.HasPrefix(k, `ftpsync_target_operations_total{`) {
-				n += v
-			}
-		}
-		return n
-	}
+	ops := func(s map[string]float64) float64 { n, _ := sumCounter(s, metrics.OpsName); return n }
 	return pollRound{
 		cpu:      cpu1 - cpu0,
 		wall:     time.Since(start),
@@ -109,7 +103,7 @@ func measurePollRound(ctx context.Context, m *mounted, addr string) (pollRound, 
 func waitRounds(ctx context.Context, addr string, n float64) (map[string]float64, error) {
 	deadline := time.Now().Add(time.Minute)
 	for {
-		s, err := scrapeMetrics(addr)
+		s, err := scrapeMetrics(ctx, addr)
 		if err != nil {
 			return nil, err
 		}
@@ -125,32 +119,6 @@ func waitRounds(ctx context.Context, addr string, n float64) (map[string]float64
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-}
-
-// scrapeMetrics reads the mount's Prometheus text into a map keyed by the
-// sample's name and labels.
-func scrapeMetrics(addr string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, fmt.Errorf("scrape metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	out := make(map[string]float64)
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			continue
-		}
-		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
-			out[line[:i]] = v
-		}
-	}
-	return out, sc.Err()
 }
 
 // procCPU is the user and system time a process has used.
@@ -172,14 +140,4 @@ func procCPU(pid int) (time.Duration, error) {
 	}
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(ut+st) * time.Second / ticks, nil
-}
-
-// freeAddr finds a free port on 127.0.0.1.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
 }

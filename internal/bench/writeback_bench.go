@@ -463,38 +463,61 @@ func metricsAddr(logFile string) (string, error) {
 // scrapeCounter fetches the metrics page and sums the samples of one
 // counter over its labels.
 func scrapeCounter(ctx context.Context, addr, name string) (float64, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	s, err := scrapeMetrics(ctx, addr)
 	if err != nil {
 		return 0, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", addr, err)
-	}
-	defer resp.Body.Close()
-	var sum float64
-	found := false
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
-			continue
-		}
-		fields := strings.Fields(line)
-		v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("scrape %s: %q: %w", addr, line, err)
-		}
-		sum += v
-		found = true
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("scrape %s: %w", addr, err)
-	}
+	sum, found := sumCounter(s, name)
 	if !found {
 		return 0, fmt.Errorf("scrape %s: no %s", addr, name)
 	}
 	return sum, nil
+}
+
+// sumCounter sums the samples of the counter name over its labels in a
+// scrape, and reports whether there were any.
+func sumCounter(s map[string]float64, name string) (sum float64, found bool) {
+	for k, v := range s {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			sum, found = sum+v, true
+		}
+	}
+	return sum, found
+}
+
+// scrapeMetrics reads the mount's Prometheus text into a map keyed by the
+// sample's name and labels.
+func scrapeMetrics(ctx context.Context, addr string) (map[string]float64, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	out := make(map[string]float64)
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("scrape %s: %q: %w", addr, line, err)
+		}
+		out[line[:i]] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("scrape %s: %w", addr, err)
+	}
+	return out, nil
 }
