@@ -56,7 +56,7 @@ func isConnError(err error) bool {
 	if err == nil {
 		return false
 	}
-	if c := replyCode(err); c == codeNotAvailable || c > 0 && c < 400 {
+	if c := replyCode(err); c == codeNotAvailable || outOfStep(c) {
 		return true
 	}
 	var pe textproto.ProtocolError
@@ -76,6 +76,10 @@ func isConnError(err error) bool {
 	return errors.As(err, &re)
 }
 
+// outOfStep reports whether a failed command's reply code is a positive
+// one: the reply of another command (see isConnError).
+func outOfStep(code int) bool { return code > 0 && code < 400 }
+
 // classify maps err to one of the target sentinels, or nil when the kind is
 // unknown. It reads the reply code first and the text only to split 550,
 // which servers use for every kind of refusal; callers that can check with a
@@ -93,7 +97,7 @@ func classify(err error) error {
 		return target.ErrAuth
 	case code == codeNotAvailable || code == codeCantOpenData || code == codeAborted ||
 		code == codeFileBusy || code == codeLocalError || code == codeNoSpace,
-		code > 0 && code < 400: // out of step (see isConnError): again on another connection
+		outOfStep(code): // again on another connection
 		return target.ErrTemporary
 	case code == codeNotImplemented || code == codeNotImplParam:
 		return target.ErrUnsupported
