@@ -36,10 +36,10 @@ type stage struct {
 	top string // the folder's final path
 	tmp string // where it is built
 
-	mu     gosync.Mutex      // protects the following
-	recs   map[string]Record // to store once the folder is in place
-	done   []string          // files uploaded by this run, for the output
-	broken bool              // something in it could not be checked: do not rename it into place
+	mu       gosync.Mutex      // protects the following
+	recs     map[string]Record // to store once the folder is in place
+	uploaded map[string]bool   // files uploaded by this run, for the output
+	broken   bool              // something in it could not be checked: do not rename it into place
 }
 
 // at is where the path p (top or below it) is while staged.
@@ -55,7 +55,7 @@ func (st *stage) record(p string, rec Record, uploaded bool) {
 	defer st.mu.Unlock()
 	st.recs[p] = rec
 	if uploaded {
-		st.done = append(st.done, p)
+		st.uploaded[p] = true
 	}
 }
 
@@ -85,7 +85,7 @@ func (r *syncRun) stageDir(ctx context.Context, p string) bool {
 		return false
 	}
 	parent, name := target.Split(p)
-	st := &stage{top: p, tmp: target.Join(parent, target.TempName(name, r.stageID)), recs: map[string]Record{}}
+	st := &stage{top: p, tmp: target.Join(parent, target.TempName(name, r.stageID)), recs: map[string]Record{}, uploaded: map[string]bool{}}
 	existed, err := r.mkdirStaged(ctx, st.tmp)
 	if err != nil {
 		r.log.WithError(err).WithField("path", p).Debug("cannot stage the folder; uploading its files one by one")
@@ -165,8 +165,8 @@ func (r *syncRun) stageWalk(ctx context.Context, st *stage, dir string, existed 
 	}
 	var wg gosync.WaitGroup
 	var mu gosync.Mutex
-	sent := map[string]sentFile{}     // protected by mu
-	kept := map[string]target.Entry{} // staged by an earlier run, matching the local file
+	sent := map[string]sentFile{} // protected by mu
+	kept := map[string]sentFile{} // staged by an earlier run, matching the local file
 	subdirs := map[string]bool{}
 	for i := range ents {
 		e := &ents[i]
@@ -190,7 +190,7 @@ func (r *syncRun) stageWalk(ctx context.Context, st *stage, dir string, existed 
 			continue
 		}
 		if s, ok := left[e.Name]; ok && !s.IsDir && SameFile(*e, s) {
-			kept[e.Name] = s
+			kept[e.Name] = sentFile{local: *e, size: s.Size}
 			continue
 		}
 		r.async(&wg, func() {
@@ -205,16 +205,14 @@ func (r *syncRun) stageWalk(ctx context.Context, st *stage, dir string, existed 
 	if ctx.Err() != nil {
 		return
 	}
-	local := make(map[string]target.Entry, len(ents))
-	for _, e := range ents {
-		local[e.Name] = e
-	}
-	r.checkStaged(ctx, st, dir, local, subdirs, sent, kept)
+	r.checkStaged(ctx, st, dir, subdirs, sent, kept)
 }
 
+// sentFile is a local file in the staging area: sent by this run, or kept
+// from an earlier one.
 type sentFile struct {
 	local target.Entry
-	size  int64 // bytes sent
+	size  int64 // bytes sent, or found staged
 }
 
 // stagedUpload stores the local file p, described by f, in the staging
@@ -239,9 +237,9 @@ func (r *syncRun) stagedUpload(ctx context.Context, st *stage, p string, f *targ
 // checkStaged lists the staged folder dir and keeps the files that arrived
 // whole (sent) or that an earlier run left matching the local ones (kept);
 // every other entry is removed, so that nothing else goes public with the
-// folder. local holds dir's local entries, subdirs the folders staged in it.
-func (r *syncRun) checkStaged(ctx context.Context, st *stage, dir string, local map[string]target.Entry,
-	subdirs map[string]bool, sent map[string]sentFile, kept map[string]target.Entry) {
+// folder. subdirs are the folders staged in it.
+func (r *syncRun) checkStaged(ctx context.Context, st *stage, dir string, subdirs map[string]bool,
+	sent, kept map[string]sentFile) {
 	ents, err := r.list(ctx, sideRemote, st.at(dir))
 	if err != nil {
 		r.fail(ctx, dir, fmt.Errorf("check the uploaded files (the next run does it again): %w", err))
@@ -259,8 +257,8 @@ func (r *syncRun) checkStaged(ctx context.Context, st *stage, dir string, local 
 			}
 			continue
 		}
-		if s, ok := kept[e.Name]; ok && e.Size == s.Size {
-			st.record(p, NewRecord(local[e.Name], e, now), false)
+		if s, ok := kept[e.Name]; ok && e.Size == s.size {
+			st.record(p, NewRecord(s.local, e, now), false)
 			continue
 		}
 		if s, ok := sent[e.Name]; ok {
@@ -293,10 +291,6 @@ func (r *syncRun) publish(st *stage) {
 			r.log.WithError(err).WithField("path", st.top).Error("cannot record the sync state")
 		}
 	}
-	uploaded := make(map[string]bool, len(st.done))
-	for _, p := range st.done {
-		uploaded[p] = true
-	}
 	paths := make([]string, 0, len(st.recs))
 	for p := range st.recs {
 		paths = append(paths, p)
@@ -308,7 +302,7 @@ func (r *syncRun) publish(st *stage) {
 		case rec.IsDir:
 			r.n.dirs.Add(1)
 			r.say("mkdir remote", p, "")
-		case uploaded[p]:
+		case st.uploaded[p]:
 			r.countCopy(sideLocal, rec.Local.Size)
 			detail := ""
 			if r.opts.Out != nil {
