@@ -324,7 +324,7 @@ func (r *syncRun) filterEntries(ctx context.Context, wg *gosync.WaitGroup, s sid
 			out[e.Name] = e
 		case ByUser:
 			if r.opts.DeleteUnmatched && r.isDestination(s) {
-				r.async(wg, func() { r.removeUnmatched(ctx, s, p, e.IsDir) })
+				r.xfer.add(wg, func() { r.removeUnmatched(ctx, s, p, e.IsDir) })
 			}
 		}
 	}
@@ -420,14 +420,8 @@ func (r *syncRun) handleFile(ctx context.Context, wg *gosync.WaitGroup, p string
 	case stepSkip:
 		r.skip(p, d.Conflict.String()+"; rename one of them")
 	default:
-		r.async(wg, func() { r.fileOp(ctx, p, o, l, rm) })
+		r.xfer.add(wg, func() { r.fileOp(ctx, p, o, l, rm) })
 	}
-}
-
-// async runs fn in the background within the transfer bound; wg is Done
-// when it ran, or when the run was cancelled before its turn.
-func (r *syncRun) async(wg *gosync.WaitGroup, fn func()) {
-	r.xfer.add(wg, fn)
 }
 
 // mtimeRefiner is what an FTP target offers when its listing gives only minutes

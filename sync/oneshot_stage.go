@@ -193,7 +193,7 @@ func (r *syncRun) stageWalk(ctx context.Context, st *stage, dir string, existed 
 			kept[e.Name] = sentFile{local: *e, size: s.Size}
 			continue
 		}
-		r.async(&wg, func() {
+		r.xfer.add(&wg, func() {
 			if size, ok := r.stagedUpload(ctx, st, p, e); ok {
 				mu.Lock()
 				sent[e.Name] = sentFile{local: *e, size: size}
