@@ -83,13 +83,16 @@ type Writeback struct {
 	wake chan struct{}    // capacity 1: an operation ended, a flush began
 	news chan struct{}    // capacity 1: the journal changed
 
-	mu       gosync.Mutex // protects the following
-	ops      map[uint64]*opState
-	order    []uint64 // sequence numbers, ascending; may hold finished ones
-	running  int
-	flushing int            // flushes in progress
-	changed  chan struct{}  // closed and replaced whenever an operation ends
-	forced   map[uint64]int // files an fsync waits for: upload now, even while open
+	mu  gosync.Mutex // protects the following
+	ops map[uint64]*opState
+	// uploadsOf counts the uploads in ops per file, so that FileState
+	// looks through ops only for a file that has one.
+	uploadsOf map[uint64]int
+	order     []uint64 // sequence numbers, ascending; may hold finished ones
+	running   int
+	flushing  int            // flushes in progress
+	changed   chan struct{}  // closed and replaced whenever an operation ends
+	forced    map[uint64]int // files an fsync waits for: upload now, even while open
 	// notes is set when the cache may hold upload notes (knownAt) to
 	// clear once the queue is empty; a remount starts with it set.
 	notes  bool
@@ -153,7 +156,7 @@ func NewWriteback(opts WritebackOptions) (*Writeback, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	w := &Writeback{opts: opts, ctx: ctx, stop: stop, wake: make(chan struct{}, 1), news: make(chan struct{}, 1),
-		ops: make(map[uint64]*opState), changed: make(chan struct{}), forced: make(map[uint64]int),
+		ops: make(map[uint64]*opState), uploadsOf: make(map[uint64]int), changed: make(chan struct{}), forced: make(map[uint64]int),
 		notes: true, noBundle: make(map[uint64]bool), stageID: newStageID()}
 	w.wg.Add(1)
 	go w.loop()
@@ -189,7 +192,7 @@ func (w *Writeback) hook(ev cache.JournalEvent) {
 	}
 	for _, seq := range ev.Removed {
 		if st := w.ops[seq]; st != nil && !st.running {
-			delete(w.ops, seq)
+			w._drop(seq)
 		}
 	}
 	// A close (Wake alone) matters only to an upload waiting for it; tar x
@@ -217,12 +220,26 @@ func (w *Writeback) _add(o cache.Op) {
 		st.readyAt = o.Queued.Add(w.opts.Delay)
 	}
 	w.ops[o.Seq] = st
+	if o.Kind == cache.OpUpload {
+		w.uploadsOf[o.Ino]++
+	}
 	if n := len(w.order); n > 0 && w.order[n-1] > o.Seq {
 		i := sort.Search(n, func(i int) bool { return w.order[i] >= o.Seq })
 		w.order = append(w.order[:i], append([]uint64{o.Seq}, w.order[i:]...)...)
 		return
 	}
 	w.order = append(w.order, o.Seq)
+}
+
+// _drop forgets the operation seq; w.mu is held.
+func (w *Writeback) _drop(seq uint64) {
+	if st := w.ops[seq]; st != nil && st.op.Kind == cache.OpUpload {
+		if w.uploadsOf[st.op.Ino]--; w.uploadsOf[st.op.Ino] <= 0 {
+			delete(w.uploadsOf, st.op.Ino)
+		}
+	}
+	delete(w.ops, seq)
+	delete(w.noBundle, seq)
 }
 
 // _cancelUploadOf stops a running upload of a file that was just deleted
@@ -479,8 +496,7 @@ func (w *Writeback) run(st *opState) {
 	w.running--
 	switch {
 	case err == nil, errors.Is(err, cache.ErrGone):
-		delete(w.ops, st.op.Seq)
-		delete(w.noBundle, st.op.Seq)
+		w._drop(st.op.Seq)
 		if err == nil {
 			w.stats.done++
 			w.opts.Log.WithField("seq", st.op.Seq).Debugf("done: %s", st.op)
@@ -699,6 +715,9 @@ func (w *Writeback) WaitMoved(ctx context.Context, p string) error {
 func (w *Writeback) FileState(ino uint64) (uploading, failed bool) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.uploadsOf[ino] == 0 {
+		return false, false
+	}
 	for _, st := range w.ops {
 		if st.op.Kind != cache.OpUpload || st.op.Ino != ino {
 			continue

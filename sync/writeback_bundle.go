@@ -141,14 +141,13 @@ func (w *Writeback) runBundle(b *bundle) {
 		st.running, st.inBundle, st.progress = false, false, nil
 	}
 	for _, seq := range res.gone {
-		delete(w.ops, seq)
-		delete(w.noBundle, seq)
+		w._drop(seq)
 	}
 	for _, f := range res.finished {
 		if st := w.ops[f.Seq]; st != nil {
 			w.opts.Log.WithField("seq", f.Seq).Debugf("done: %s", st.op)
 		}
-		delete(w.ops, f.Seq)
+		w._drop(f.Seq)
 		w.stats.done++
 	}
 	w.stats.bytes += res.bytes

@@ -262,6 +262,12 @@ func TestWritebackFileState(t *testing.T) {
 	if up, failed := e.wb.FileState(ino); up || failed {
 		t.Errorf("once uploaded: uploading %v, failed %v", up, failed)
 	}
+	e.wb.mu.Lock()
+	counted := len(e.wb.uploadsOf)
+	e.wb.mu.Unlock()
+	if counted != 0 {
+		t.Errorf("once uploaded, %d files still counted as having uploads queued", counted)
+	}
 	e.tg.mu.Lock()
 	e.tg.hold, e.tg.failAll = nil, true
 	e.tg.mu.Unlock()
