@@ -178,16 +178,24 @@ func (c *Cache) Conflicts() ([]ConflictRecord, error) {
 	return out, nil
 }
 
-// InConflict reports whether the entry at path p is part of an unresolved
-// conflict: the file (or folder) itself or a conflict copy.
-func (c *Cache) InConflict(p string) (bool, error) {
+// InConflict reports whether entry ino is part of an unresolved conflict:
+// the file (or folder) itself or a conflict copy. Its path is looked up
+// only when there are conflicts.
+func (c *Cache) InConflict(ino uint64) (bool, error) {
 	rs, err := c.Conflicts()
+	if err != nil || len(rs) == 0 {
+		return false, err
+	}
+	p, err := c.Path(ino)
+	if err != nil {
+		return false, err
+	}
 	for _, r := range rs {
 		if r.Path == p || (r.Copy != "" && r.Copy == p) {
 			return true, nil
 		}
 	}
-	return false, err
+	return false, nil
 }
 
 // ErrNoConflict is returned by Resolve for a path with no recorded conflict.

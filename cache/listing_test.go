@@ -222,7 +222,7 @@ func TestListingKeepsDeletedFolderWithLocalChanges(t *testing.T) {
 	if err != nil || len(rs) != 1 || rs[0].Path != "kept" || rs[0].Kind != ConflictFolderKept {
 		t.Fatalf("conflicts %+v (%v), want one kept-folder conflict at kept", rs, err)
 	}
-	if in, _ := c.InConflict("kept"); !in {
+	if in, _ := c.InConflict(mustLookup(t, c, RootIno, "kept").Ino); !in {
 		t.Error("InConflict(kept) is false")
 	}
 }

@@ -277,10 +277,8 @@ func (fsys *filesystem) syncState(e cache.Entry) string {
 	if failed {
 		return "error"
 	}
-	if p, err := fsys.opts.Cache.Path(e.Ino); err == nil {
-		if in, err := fsys.opts.Cache.InConflict(p); err == nil && in {
-			return "conflict"
-		}
+	if in, err := fsys.opts.Cache.InConflict(e.Ino); err == nil && in {
+		return "conflict"
 	}
 	switch {
 	case uploading:
