@@ -83,6 +83,8 @@ type Lister struct {
 	pending []queued             // directories to list in the background, newest last
 	opened  map[uint64]struct{}  // directories whose subdirectories were queued
 	used    map[uint64]time.Time // when each directory was last used (poll.go)
+	// usedSwept is when Touch last looked for stale entries in a full used.
+	usedSwept time.Time
 	// deferred are directories whose last listing left names for later.
 	deferred map[uint64]struct{}
 	down     bool // the last listing failed

@@ -36,6 +36,12 @@ func (l *Lister) Touch(dir uint64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.used) >= usedMax {
+		// Full of folders used recently: look for stale ones at most once
+		// an interval (a round drops them too), not at every call.
+		if now.Sub(l.usedSwept) < l.opts.PollInterval {
+			return
+		}
+		l.usedSwept = now
 		window := l.usedWindow()
 		for ino, at := range l.used {
 			if now.Sub(at) > window {

@@ -224,3 +224,34 @@ func TestPollCatchesSameMinuteEditOnListOnlyServer(t *testing.T) {
 		t.Errorf("%d exact-time requests in all, want 2 (old.txt never needs one)", n)
 	}
 }
+
+// A full record of used folders drops the stale ones to make room, looking
+// for them at most once an interval.
+func TestTouchWhenFull(t *testing.T) {
+	env := newPollEnv(t, nil, ListOptions{DirCacheTime: time.Minute, PollInterval: time.Minute})
+	l := env.l
+	fill := func(at time.Time) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		clear(l.used)
+		for i := range usedMax {
+			l.used[uint64(1000+i)] = at
+		}
+	}
+	fill(time.Now().Add(-time.Hour))
+	l.Touch(1)
+	l.mu.Lock()
+	n, at := len(l.used), l.used[1]
+	l.mu.Unlock()
+	if n != 1 || at.IsZero() {
+		t.Fatalf("after a Touch of a full record of stale folders: %d remembered, the new one at %v; want it alone", n, at)
+	}
+	fill(time.Now().Add(-time.Hour))
+	l.Touch(2) // within the interval of the last look: not added, not swept
+	l.mu.Lock()
+	n, added := len(l.used), !l.used[2].IsZero()
+	l.mu.Unlock()
+	if n != usedMax || added {
+		t.Fatalf("a second Touch within the interval: %d remembered (want %d), new one added %v", n, usedMax, added)
+	}
+}
