@@ -300,7 +300,10 @@ func (w *Writeback) loop() {
 		case <-w.news:
 			// News comes with every file closed; a round looks at up to
 			// scanLimit operations, so such rounds are spaced a little.
-			pause.Reset(roundGap)
+			w.mu.Lock()
+			gap := w._newsGap(w.opts.Now())
+			w.mu.Unlock()
+			pause.Reset(gap)
 			select {
 			case <-w.ctx.Done():
 				return
