@@ -85,10 +85,11 @@ type Cache struct {
 	// journalLen counts queued operations; written under treeMu.
 	journalLen atomic.Int64
 
-	open openFiles // local files open through the mount; has its own lock
+	open  openFiles // local files open through the mount; has its own lock
+	spare spares    // empty local files made ahead for create (spare.go)
 
-	stop   chan struct{}  // closed by Close to end the GC loop
-	stopWG sync.WaitGroup // the GC loop
+	stop   chan struct{}  // closed by Close to end the GC loop and the spare maker
+	stopWG sync.WaitGroup // the GC loop and the spare maker
 }
 
 // Open opens or creates the cache in opts.Dir. A second Open of the same
@@ -129,6 +130,7 @@ func Open(opts Options) (*Cache, error) {
 	c.lru.init()
 	c.mem.init()
 	c.open.init()
+	c.spare.init()
 	c.nextSeq = 1
 	c.flight.init()
 	if err := c.initTree(); err != nil {

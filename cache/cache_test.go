@@ -21,7 +21,18 @@ func testLog() logrus.FieldLogger {
 	return l
 }
 
+// openTest opens a cache that makes each local file when a create needs
+// it, without spares (spare.go), so that data/ holds only what the test
+// made.
 func openTest(t *testing.T, dir string, maxSize int64) *Cache {
+	t.Helper()
+	c := openTestSpares(t, dir, maxSize)
+	c.spare.off = true
+	return c
+}
+
+// openTestSpares opens a cache as the mount does.
+func openTestSpares(t *testing.T, dir string, maxSize int64) *Cache {
 	t.Helper()
 	c, err := Open(Options{Dir: dir, MaxSize: maxSize, Log: testLog()})
 	if err != nil {

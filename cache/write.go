@@ -112,18 +112,10 @@ func (c *Cache) create(parent uint64, name string, mode os.FileMode, now time.Ti
 	if err := checkName(name); err != nil {
 		return Entry{}, err
 	}
-	ino, err := c.nextIno()
-	if err != nil {
-		return Entry{}, err
-	}
-	// Inode numbers are never reused, so the file is new; a leftover of a
-	// crash between creating it and committing is overwritten. It is made
-	// before taking the tree lock: creating a file can take the disk a
-	// while, and nothing else knows this inode number yet.
-	f, err := os.OpenFile(c.localPath(ino), os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
-	if errors.Is(err, os.ErrExist) {
-		f, err = os.OpenFile(c.localPath(ino), os.O_RDWR|os.O_TRUNC, 0o600)
-	}
+	// The local file is made (or taken ready, spare.go) before taking the
+	// tree lock: creating a file can take the disk a while, and nothing
+	// else knows this inode number yet.
+	ino, f, err := c.newLocalFile()
 	if err != nil {
 		return Entry{}, fmt.Errorf("create %q: %w", name, err)
 	}
