@@ -50,6 +50,14 @@ type openFile struct {
 	// file local with it as the last-synced state. Guarded like pending.
 	fromServer *Entry
 
+	// pass is set once the kernel may read and write f itself (FUSE
+	// passthrough, for a file created through the mount and still open):
+	// no write reaches the cache, so every commit of a handle that may
+	// write records what f holds, with f's mtime, and f is never given new
+	// content (a truncation is made in place). It stays set until the last
+	// handle is released. Guarded by openFiles.mu.
+	pass bool
+
 	refs      int       // open handles
 	writers   int       // handles open for writing
 	dirty     bool      // written since the last commit
@@ -304,6 +312,7 @@ func (c *Cache) TruncateLocal(ino uint64, size int64) error {
 func (c *Cache) OpenState(ino uint64) (size int64, mtime time.Time, ok bool) {
 	c.open.mu.Lock()
 	of := c.open.m[ino]
+	pass := of != nil && of.pass
 	if of != nil && of.dirty {
 		mtime = of.mtime
 	}
@@ -320,7 +329,41 @@ func (c *Cache) OpenState(ino uint64) (size int64, mtime time.Time, ok bool) {
 	if err != nil {
 		return 0, time.Time{}, false
 	}
+	if pass {
+		mtime = st.ModTime()
+	}
 	return st.Size(), mtime, true
+}
+
+// PassthroughFd returns the local file of ino, open through the mount, for
+// the kernel to read and write itself (FUSE passthrough), and marks it so
+// (openFile.pass). The mount asks only for a file it has just created for
+// writing: its truncations are then made in place, a crash-safety that
+// only content committed before matters for, and a new file has none yet.
+func (c *Cache) PassthroughFd(ino uint64) (int, bool) {
+	c.open.mu.Lock()
+	defer c.open.mu.Unlock()
+	of := c.open.m[ino]
+	if of == nil {
+		return 0, false
+	}
+	of.mu.RLock()
+	defer of.mu.RUnlock()
+	if of.f == nil || of.pending != "" {
+		return 0, false
+	}
+	of.pass = true
+	return int(of.f.Fd()), true
+}
+
+// Passthrough reports whether ino is open for the kernel to read and write
+// itself: every handle opened on it until the last is released must be too
+// (the kernel refuses to mix them).
+func (c *Cache) Passthrough(ino uint64) bool {
+	c.open.mu.Lock()
+	defer c.open.mu.Unlock()
+	of := c.open.m[ino]
+	return of != nil && of.pass
 }
 
 // OpenForWrite reports whether a handle may still write the file; its
@@ -350,8 +393,13 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 		mtime = of.lastWrite
 	}
 	of.dirty, of.minWrite = false, noWrite
-	pending, fromServer := of.pending, of.fromServer
+	pending, fromServer, pass := of.pending, of.fromServer, of.pass && of.writers > 0
 	c.open.mu.Unlock()
+	if pass {
+		// The kernel wrote f without telling the cache: anywhere, at any
+		// time.
+		dirty, minWrite = true, 0
+	}
 	dirty = dirty || pending != ""
 	if !dirty && !durable {
 		return nil
@@ -370,6 +418,9 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 		}
 	}
 	of.mu.RUnlock()
+	if err == nil && pass {
+		mtime = st.ModTime()
+	}
 	if err == nil && dirty {
 		c.treeMu.Lock()
 		err = c._record(ino, st.Size(), mtime, minWrite, pending, fromServer)

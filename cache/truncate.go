@@ -55,7 +55,10 @@ func placeKey(ino uint64) []byte {
 // content already) the cut is made in place, and a crash leaves at most
 // bytes past the committed size, which recovery cuts off.
 func (c *Cache) truncateOpen(ino uint64, of *openFile, size int64) error {
-	if of.pending == "" {
+	c.open.mu.Lock()
+	pass := of.pass
+	c.open.mu.Unlock()
+	if of.pending == "" && !pass {
 		e, err := c.Get(ino)
 		if err != nil {
 			return err

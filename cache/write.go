@@ -408,12 +408,24 @@ func (c *Cache) SetMode(ino uint64, mode os.FileMode) (Entry, error) {
 // reports whether it did. The commit at close (or fsync) then records it
 // with the content, in the transaction that queues the upload, rather than
 // in one of its own now: tar x sets each file's mtime just before closing
-// it. Until then the mount shows it (OpenState).
+// it. Until then the mount shows it (OpenState). A passthrough file gets it
+// at once.
 func (c *Cache) DeferModTime(ino uint64, mtime time.Time) bool {
 	c.open.mu.Lock()
 	defer c.open.mu.Unlock()
 	of := c.open.m[ino]
-	if of == nil || !of.dirty {
+	switch {
+	case of != nil && of.pass:
+		// The kernel writes a passthrough file itself, so its commits take
+		// the local file's mtime (openFile.pass): set that, while open.mu
+		// keeps the last handle from going. Without a handle that commits
+		// at its close, the caller records it now.
+		if err := os.Chtimes(c.localPath(ino), mtime, mtime); err != nil {
+			c.log.WithError(err).WithField("ino", ino).Warn("set the mtime of a local file")
+			return false
+		}
+		return of.writers > 0
+	case of == nil || !of.dirty:
 		return false
 	}
 	of.mtime = mtime

@@ -31,7 +31,11 @@ func (n *dirNode) Create(ctx context.Context, name string, flags uint32, mode ui
 	}
 	n.fs.fillAttr(e, &out.Attr)
 	child := n.fs.newChild(ctx, n.EmbeddedInode(), e)
-	return child, &handle{node: child.Operations().(*fileNode), local: true, write: write}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &handle{node: child.Operations().(*fileNode), local: true, write: write}
+	if write {
+		return child, &passHandle{h}, 0, 0
+	}
+	return child, h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // Mknod makes regular files only (what mkfifo and device nodes need cannot

@@ -72,7 +72,12 @@ func (n *fileNode) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uin
 	if err := n.fs.opts.Cache.OpenLocal(n.ino(), write, trunc, n.fs.fill(ctx)); err != nil {
 		return nil, 0, n.fs.toErrno("open", err)
 	}
-	return &handle{node: n, local: true, write: write}, fuse.FOPEN_KEEP_CACHE, 0
+	h := &handle{node: n, local: true, write: write}
+	if n.fs.opts.Cache.Passthrough(n.ino()) {
+		// The kernel refuses a cached open beside a passthrough one.
+		return &passHandle{h}, 0, 0
+	}
+	return h, fuse.FOPEN_KEEP_CACHE, 0
 }
 
 // fill copies a server file into w through the Fetcher, for OpenLocal.
@@ -149,7 +154,7 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 	}
 	c, ino := n.fs.opts.Cache, n.ino()
 	if size, ok := in.GetSize(); ok {
-		if h, ok := f.(*handle); ok && h.write {
+		if h := handleOf(f); h != nil && h.write {
 			if err := c.TruncateLocal(ino, int64(size)); err != nil {
 				return n.fs.toErrno("truncate", err)
 			}
@@ -306,6 +311,34 @@ func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
 // fsyncUploadTimeout bounds how long fsync waits for the server with
 // --fsync=upload before it reports EIO (the upload stays queued).
 const fsyncUploadTimeout = 2 * time.Minute
+
+// passHandle is a handle whose reads and writes the kernel makes itself,
+// on the cache's local file (FUSE passthrough: go-fuse registers the file
+// PassthroughFd returns, once per inode while it is open). The mount
+// gives one to each file it creates for writing (tar x, cp, an editor's
+// save): their writes then cost no request to the mount at all. Every
+// other open of the file until its last close gets one too. go-fuse uses
+// passthrough only where the kernel allows it (root, Linux 6.9 or later,
+// a cache on a local disk); elsewhere a passHandle works as a handle.
+type passHandle struct{ *handle }
+
+var _ = (gofs.FilePassthroughFder)((*passHandle)(nil))
+
+func (h *passHandle) PassthroughFd() (int, bool) {
+	return h.node.fs.opts.Cache.PassthroughFd(h.node.ino())
+}
+
+// handleOf returns the handle behind a file handle the kernel gave back,
+// nil for none of ours.
+func handleOf(f gofs.FileHandle) *handle {
+	switch h := f.(type) {
+	case *handle:
+		return h
+	case *passHandle:
+		return h.handle
+	}
+	return nil
+}
 
 func (h *handle) Release(ctx context.Context) syscall.Errno {
 	if h.local {

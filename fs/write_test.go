@@ -368,3 +368,74 @@ func TestMtimeWhileWriting(t *testing.T) {
 		t.Fatalf("a write after the utimens left the mtime at %v (%v), want the write's time", fi.ModTime(), err)
 	}
 }
+
+// A file created for writing is opened for FUSE passthrough: the kernel
+// writes the cache's local file itself. Every other open while it is open
+// joins that (the kernel refuses to mix passthrough and cached opens of one
+// file): a reader sees what was written, an open(O_TRUNC) cuts the one
+// content, and the mtime set before the close is the one recorded. After
+// the last close the file opens as any other, with what was written.
+func TestPassthroughCreatedFile(t *testing.T) {
+	m := mountWritableFTP(t)
+	p := filepath.Join(m.dir, "f")
+	w, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if _, err := w.WriteString("first version"); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := w.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ino := fi.Sys().(*syscall.Stat_t).Ino
+	if os.Geteuid() == 0 && !m.cache.Passthrough(ino) {
+		t.Error("a file created for writing is not open for passthrough")
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "first version" {
+		t.Fatalf("a reader beside the writer: %q, %v", got, err)
+	}
+	tr, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatalf("open(O_TRUNC) beside the writer: %v", err)
+	}
+	if _, err := tr.WriteString("second"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tr.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteAt([]byte("!"), 6); err != nil {
+		t.Fatal(err)
+	}
+	mt := time.Date(2003, 4, 5, 6, 7, 8, 0, time.UTC)
+	if err := os.Chtimes(p, mt, mt); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The kernel sends the release after close returns.
+	for deadline := time.Now().Add(5 * time.Second); m.cache.Passthrough(ino); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still open for passthrough 5s after the last close")
+		}
+	}
+	e, err := m.cache.Get(ino)
+	if err != nil || e.Size != int64(len("second!")) || !e.ModTime.Equal(mt) {
+		t.Fatalf("recorded: size %d, mtime %v (%v); want %d, %v", e.Size, e.ModTime, err, len("second!"), mt)
+	}
+	if got, err := os.ReadFile(p); err != nil || string(got) != "second!" {
+		t.Fatalf("after the close: %q, %v", got, err)
+	}
+	m.flush(t)
+	got, err := os.ReadFile(filepath.Join(m.serverDir, "f"))
+	if err != nil || string(got) != "second!" {
+		t.Fatalf("on the server: %q, %v", got, err)
+	}
+	if fi, err := os.Stat(filepath.Join(m.serverDir, "f")); err != nil || !fi.ModTime().Equal(mt) {
+		t.Fatalf("on the server: mtime %v (%v), want %v", fi.ModTime(), err, mt)
+	}
+}
