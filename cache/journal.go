@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	badger "github.com/dgraph-io/badger/v4"
@@ -263,11 +264,27 @@ func (c *Cache) _update(f func(t *tx) error) error {
 	return nil
 }
 
+// get reads an entry as this transaction sees it: its own puts, then the
+// in-memory copies, which under treeMu equal what Badger holds (every
+// change of an entry commits under treeMu and updates them after), then
+// Badger. A commit at close walks the file's folders up to the root for
+// its path; from memory that costs no Badger read per level.
 func (t *tx) get(ino uint64) (Entry, error) {
 	if e, ok := t.puts[ino]; ok {
 		return e, nil
 	}
+	if slices.Contains(t.drops, ino) {
+		return Entry{}, fmt.Errorf("inode %d: %w", ino, ErrNotFound)
+	}
+	if e, _, ok := t.c.mem.get(ino); ok {
+		return e, nil
+	}
 	return getEntry(t.txn, ino)
+}
+
+// path is pathTxn through get.
+func (t *tx) path(ino uint64) (string, error) {
+	return pathWith(t.get, ino)
 }
 
 func (t *tx) put(e Entry) error {

@@ -491,7 +491,7 @@ func (t *tx) changed(e Entry) error {
 	e.Dirty = true
 	e.LocalGen++
 	if e.Parent != 0 {
-		pp, err := pathTxn(t.txn, e.Parent)
+		pp, err := t.path(e.Parent)
 		if err != nil {
 			return err
 		}

@@ -26,12 +26,17 @@ var (
 
 // pathTxn is Path inside a transaction.
 func pathTxn(txn *badger.Txn, ino uint64) (string, error) {
+	return pathWith(func(ino uint64) (Entry, error) { return getEntry(txn, ino) }, ino)
+}
+
+// pathWith walks from ino up to the root with get.
+func pathWith(get func(uint64) (Entry, error), ino uint64) (string, error) {
 	var names []string
 	for depth := 0; ino != RootIno; depth++ {
 		if depth > maxDepth {
 			return "", fmt.Errorf("inode %d: tree deeper than %d levels", ino, maxDepth)
 		}
-		e, err := getEntry(txn, ino)
+		e, err := get(ino)
 		if err != nil {
 			return "", err
 		}
@@ -88,7 +93,7 @@ func (t *tx) newChild(e Entry) (string, error) {
 	if err := t.txn.Set(childKey(e.Parent, e.Name), beBytes(e.Ino)); err != nil {
 		return "", err
 	}
-	pp, err := pathTxn(t.txn, e.Parent)
+	pp, err := t.path(e.Parent)
 	if err != nil {
 		return "", err
 	}
@@ -227,7 +232,7 @@ func (c *Cache) Unlink(parent uint64, name string) error {
 			return ErrIsDir
 		}
 		if e.OnServer {
-			p, err := pathTxn(t.txn, e.Ino)
+			p, err := t.path(e.Ino)
 			if err != nil {
 				return err
 			}
@@ -264,7 +269,7 @@ func (c *Cache) Rmdir(parent uint64, name string) error {
 		if len(kids) > 0 {
 			return ErrNotEmpty
 		}
-		p, err := pathTxn(t.txn, e.Ino)
+		p, err := t.path(e.Ino)
 		if err != nil {
 			return err
 		}
@@ -300,11 +305,11 @@ func (c *Cache) Rename(parent uint64, name string, newParent uint64, newName str
 		if !np.IsDir {
 			return ErrNotDir
 		}
-		from, err := pathTxn(t.txn, src.Ino)
+		from, err := t.path(src.Ino)
 		if err != nil {
 			return err
 		}
-		pp, err := pathTxn(t.txn, newParent)
+		pp, err := t.path(newParent)
 		if err != nil {
 			return err
 		}

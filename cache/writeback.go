@@ -217,7 +217,7 @@ func (c *Cache) KeepBoth(seq, ino uint64, kind ConflictKind, conflictName string
 		changes = append(changes, Change{Kind: ChangeRemoved, Parent: e.Parent, Name: e.Name, Ino: e.Ino},
 			Change{Kind: ChangeAdded, Parent: e.Parent, Name: conflictName, Ino: e.Ino},
 			Change{Kind: ChangeAdded, Parent: e.Parent, Name: e.Name, Ino: newIno})
-		pp, err := pathTxn(t.txn, e.Parent)
+		pp, err := t.path(e.Parent)
 		if err != nil {
 			return err
 		}
