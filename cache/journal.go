@@ -130,7 +130,12 @@ func unmarshalOp(seq uint64, b []byte) (Op, error) {
 type JournalEvent struct {
 	Added   []Op
 	Removed []uint64 // operations withdrawn before they started
-	Wake    bool     // something else changed (a file was closed)
+	// Touched are queued uploads whose file was committed again at At
+	// without moving in the journal (each was its newest operation, so
+	// moving it to the end would change nothing): due Delay after At now.
+	Touched []uint64
+	At      time.Time
+	Wake    bool // something else changed (a file was closed)
 }
 
 // SetJournalHook sets the function told of journal changes (nil: none).
@@ -151,7 +156,7 @@ func (c *Cache) AttachJournal(f func(JournalEvent)) ([]Op, error) {
 
 // _emit tells the hook; c.treeMu is held.
 func (c *Cache) _emit(ev JournalEvent) {
-	if c.hook != nil && (len(ev.Added) > 0 || len(ev.Removed) > 0 || ev.Wake) {
+	if c.hook != nil && (len(ev.Added) > 0 || len(ev.Removed) > 0 || len(ev.Touched) > 0 || ev.Wake) {
 		c.hook(ev)
 	}
 }
@@ -228,7 +233,9 @@ type tx struct {
 	drops   []uint64
 	added   []Op
 	removed []uint64
-	files   []uint64 // local files to delete after the commit
+	touched []uint64  // JournalEvent.Touched
+	at      time.Time // of touched
+	files   []uint64  // local files to delete after the commit
 }
 
 // _update runs f in one Badger transaction and, after it committed, updates
@@ -260,7 +267,7 @@ func (c *Cache) _update(f func(t *tx) error) error {
 		c.flight.end(seq)
 	}
 	c.journalLen.Add(int64(len(t.added) - len(t.removed)))
-	c._emit(JournalEvent{Added: t.added, Removed: t.removed})
+	c._emit(JournalEvent{Added: t.added, Removed: t.removed, Touched: t.touched, At: t.at})
 	return nil
 }
 
@@ -321,6 +328,16 @@ func (t *tx) unqueue(seq uint64) error {
 // requeueUpload queues (or moves to the end) the upload of file e, now at
 // path p, and returns the entry with its new Upload sequence.
 func (t *tx) requeueUpload(e Entry, p string) (Entry, error) {
+	if u := e.Upload; u != 0 && u == t.c.nextSeq-1 && !slices.Contains(t.removed, u) {
+		// The journal's newest operation already, for this path, and
+		// not started (StartOp clears Upload): moving it to the end
+		// changes nothing. A file closed right after it was created
+		// (tar x) saves a delete and a write in the journal.
+		if ps := t.c.flight.ops[u]; len(ps) == 1 && ps[0] == p {
+			t.touched, t.at = append(t.touched, u), time.Now().UTC()
+			return e, nil
+		}
+	}
 	if err := t.unqueue(e.Upload); err != nil {
 		return e, err
 	}

@@ -181,8 +181,13 @@ func (w *Writeback) signal() {
 // hook receives journal changes from the cache, under its tree lock.
 func (w *Writeback) hook(ev cache.JournalEvent) {
 	w.mu.Lock()
-	if len(ev.Added) > 0 {
-		w.burst.add(w.opts.Now(), len(ev.Added))
+	if n := len(ev.Added) + len(ev.Touched); n > 0 {
+		w.burst.add(w.opts.Now(), n)
+	}
+	for _, seq := range ev.Touched {
+		if st := w.ops[seq]; st != nil && st.op.Kind == cache.OpUpload {
+			st.readyAt = ev.At.Add(w.opts.Delay)
+		}
 	}
 	for _, o := range ev.Added {
 		w._add(o)
@@ -199,7 +204,7 @@ func (w *Writeback) hook(ev cache.JournalEvent) {
 	// closes thousands of files that nothing waits for yet.
 	wake := len(ev.Removed) > 0 || w.openWait
 	w.mu.Unlock()
-	if len(ev.Added) == 0 {
+	if len(ev.Added) == 0 && len(ev.Touched) == 0 {
 		if wake {
 			w.signal() // something may have been unblocked: look at once
 		}

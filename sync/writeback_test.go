@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	gosync "sync"
 	"testing"
@@ -513,5 +514,44 @@ func TestWritebackWaitsForBurst(t *testing.T) {
 	e.flush()
 	if got := e.serverFile("c00"); got != "x" {
 		t.Fatalf("c00 on the server = %q", got)
+	}
+}
+
+// An upload starts Delay after the file's last commit, also where the
+// commit left the upload queued at its create in place (the newest
+// operation: JournalEvent.Touched).
+func TestWritebackDelayFromLastCommit(t *testing.T) {
+	e := newWBEnv(t)
+	e.close()
+	e.delay = 400 * time.Millisecond
+	e.open()
+	ent, err := e.c.CreateOpen(cache.RootIno, "f", 0o644, time.Now(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if _, err := e.c.WriteLocal(ent.Ino, []byte("data"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.c.Commit(ent.Ino, false); err != nil {
+		t.Fatal(err)
+	}
+	committed := time.Now()
+	e.c.Release(ent.Ino, true)
+	time.Sleep(time.Until(committed.Add(200 * time.Millisecond)))
+	for _, c := range e.tg.Calls() {
+		if strings.HasPrefix(c, "write") {
+			t.Fatalf("%q within 200ms of the commit, before the 400ms delay", c)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !slices.ContainsFunc(e.tg.Calls(), func(c string) bool { return strings.HasPrefix(c, "write f") }) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not uploaded 10s after the commit: %q", e.tg.Calls())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := e.serverFile("f"); got != "data" {
+		t.Fatalf("on the server %q", got)
 	}
 }
