@@ -87,6 +87,10 @@ type Cache struct {
 
 	open  openFiles // local files open through the mount; has its own lock
 	spare spares    // empty local files made ahead for create (spare.go)
+	// noMarks is set once the cache's disk refused a close mark
+	// (closemark.go).
+	noMarks atomic.Bool
+	rel     releaser // commits and releases marked files in batches (closemark.go)
 
 	stop   chan struct{}  // closed by Close to end the GC loop and the spare maker
 	stopWG sync.WaitGroup // the GC loop and the spare maker

@@ -57,6 +57,9 @@ type openFile struct {
 	// content (a truncation is made in place). It stays set until the last
 	// handle is released. Guarded by openFiles.mu.
 	pass bool
+	// closeDue is set by a close mark (closemark.go): the handle's release
+	// commits. Guarded by openFiles.mu.
+	closeDue bool
 
 	refs      int       // open handles
 	writers   int       // handles open for writing
@@ -392,7 +395,7 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 	if mtime.IsZero() {
 		mtime = of.lastWrite
 	}
-	of.dirty, of.minWrite = false, noWrite
+	of.dirty, of.minWrite, of.closeDue = false, noWrite, false
 	pending, fromServer, pass := of.pending, of.fromServer, of.pass && of.writers > 0
 	c.open.mu.Unlock()
 	if pass {
@@ -457,32 +460,35 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 // _record is Commit's transaction: the file's new size and mtime, its
 // upload queued, and the place note of new content; c.treeMu is held.
 func (c *Cache) _record(ino uint64, size int64, mtime time.Time, minWrite int64, pending string, fromServer *Entry) error {
-	return c._update(func(t *tx) error {
-		e, err := t.get(ino)
-		if err != nil {
+	return c._update(func(t *tx) error { return t.record(ino, size, mtime, minWrite, pending, fromServer) })
+}
+
+// record is _record within t.
+func (t *tx) record(ino uint64, size int64, mtime time.Time, minWrite int64, pending string, fromServer *Entry) error {
+	e, err := t.get(ino)
+	if err != nil {
+		return err
+	}
+	if fromServer != nil && !e.Local {
+		// A server file rewritten from nothing becomes local; what the
+		// server held at the open is its last-synced state, so that a
+		// change made there since is a conflict at upload.
+		if err := deleteBlocks(t.txn, ino); err != nil {
 			return err
 		}
-		if fromServer != nil && !e.Local {
-			// A server file rewritten from nothing becomes local; what the
-			// server held at the open is its last-synced state, so that a
-			// change made there since is a conflict at upload.
-			if err := deleteBlocks(t.txn, ino); err != nil {
-				return err
-			}
-			side := SideState{Size: fromServer.Size, ModTime: fromServer.ModTime, Precision: fromServer.Precision}
-			e.Local, e.Synced, e.SyncLocal, e.SyncRemote, e.Seen = true, true, side, side, fromServer.Seen
+		side := SideState{Size: fromServer.Size, ModTime: fromServer.ModTime, Precision: fromServer.Precision}
+		e.Local, e.Synced, e.SyncLocal, e.SyncRemote, e.Seen = true, true, side, side, fromServer.Seen
+	}
+	e.Size, e.ModTime, e.Precision = size, mtime.UTC(), 0
+	if !e.Synced || minWrite < e.SyncLocal.Size || size < e.SyncLocal.Size {
+		e.Grown = false
+	}
+	if pending != "" {
+		if err := t.notePlace(ino, pending); err != nil {
+			return err
 		}
-		e.Size, e.ModTime, e.Precision = size, mtime.UTC(), 0
-		if !e.Synced || minWrite < e.SyncLocal.Size || size < e.SyncLocal.Size {
-			e.Grown = false
-		}
-		if pending != "" {
-			if err := t.notePlace(ino, pending); err != nil {
-				return err
-			}
-		}
-		return t.changed(e)
-	})
+	}
+	return t.changed(e)
 }
 
 // changed marks a local file's content or mtime changed and queues its
@@ -506,6 +512,14 @@ func (t *tx) changed(e Entry) error {
 // and, if the file was unlinked meanwhile, deletes it. A truncation not
 // committed by then (its commit failed) is dropped with its new content.
 func (c *Cache) Release(ino uint64, write bool) {
+	if c.releaseLater(ino, write) {
+		return
+	}
+	c.release(ino, write)
+}
+
+// release is Release once a close mark is committed.
+func (c *Cache) release(ino uint64, write bool) {
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	c.open.mu.Lock()

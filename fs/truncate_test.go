@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hanwen/go-fuse/v2/posixtest"
 )
@@ -40,6 +41,14 @@ func TestTruncationBelongsToHandle(t *testing.T) {
 		t.Fatal(err)
 	}
 	ino := fi.Sys().(*syscall.Stat_t).Ino
+	// The file was created for writing, so opened for passthrough until
+	// its release (TestPassthroughCreatedFile): what follows is about any
+	// other file.
+	for deadline := time.Now().Add(5 * time.Second); m.cache.Passthrough(ino); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("still open for passthrough 5s after the close")
+		}
+	}
 	committed := func(want int64) {
 		t.Helper()
 		e, err := m.cache.Get(ino)

@@ -551,6 +551,7 @@ func TestWritebackDelayFromLastCommit(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+	e.flush()
 	if got := e.serverFile("f"); got != "data" {
 		t.Fatalf("on the server %q", got)
 	}

@@ -1,0 +1,338 @@
+package cache
+
+import (
+	"cmp"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// Close marks. The kernel writes a passthrough file (openFile.pass) itself,
+// so at its close the mount has nothing to do but record what it holds,
+// and a Badger commit was most of the time tar x spent in each close(2).
+// Instead the close writes a mark into the local file's extended
+// attributes, one system call: the generation, size and mtime the commit
+// will record. The commit follows when the kernel releases the handle,
+// which close(2) does not wait for. The mark survives a kill -9 with the
+// file's bytes (both are in the page cache); the next Open, finding the
+// cache not closed cleanly, records what a mark newer than its entry says
+// (recoverMark). Until the commit the file is still open in the cache, so
+// the mount shows its size and mtime from the file, and its upload waits.
+//
+// A cache on a filesystem without user extended attributes commits at the
+// close, as for every other file.
+
+// closeMarkAttr is the extended attribute of a local file holding its
+// close mark: generation, size and mtime in nanoseconds, 8 bytes each,
+// big-endian.
+const closeMarkAttr = "user.ftpsync.closed"
+
+type closeMark struct {
+	gen   uint64
+	size  int64
+	mtime time.Time
+}
+
+func (m closeMark) marshal() []byte {
+	b := binary.BigEndian.AppendUint64(nil, m.gen)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.size))
+	return binary.BigEndian.AppendUint64(b, uint64(m.mtime.UnixNano()))
+}
+
+func unmarshalCloseMark(b []byte) (closeMark, bool) {
+	if len(b) != 24 {
+		return closeMark{}, false
+	}
+	return closeMark{
+		gen:   binary.BigEndian.Uint64(b),
+		size:  int64(binary.BigEndian.Uint64(b[8:])),
+		mtime: time.Unix(0, int64(binary.BigEndian.Uint64(b[16:]))).UTC(),
+	}, true
+}
+
+// CommitClose is Commit for a close(2): a passthrough file is marked
+// closed, and committed when its handle is released (Release); any other
+// is committed now.
+func (c *Cache) CommitClose(ino uint64) error {
+	if done, err := c.markClosed(ino); done || err != nil {
+		return err
+	}
+	return c.Commit(ino, false)
+}
+
+// markClosed writes the close mark of a passthrough file and reports
+// whether it did.
+func (c *Cache) markClosed(ino uint64) (bool, error) {
+	if c.noMarks.Load() {
+		return false, nil
+	}
+	of := c.open.get(ino)
+	if of == nil {
+		return false, nil
+	}
+	of.commitMu.Lock()
+	defer of.commitMu.Unlock()
+	c.open.mu.Lock()
+	pass := of.pass && of.writers > 0 && of.pending == ""
+	c.open.mu.Unlock()
+	if !pass {
+		return false, nil
+	}
+	e, err := c.Get(ino)
+	if err != nil {
+		return false, err
+	}
+	of.mu.RLock()
+	defer of.mu.RUnlock()
+	if of.f == nil {
+		return false, nil
+	}
+	st, err := of.f.Stat()
+	if err != nil {
+		return false, fmt.Errorf("close inode %d: %w", ino, err)
+	}
+	m := closeMark{gen: e.LocalGen + 1, size: st.Size(), mtime: st.ModTime()}
+	err = unix.Fsetxattr(int(of.f.Fd()), closeMarkAttr, m.marshal(), 0)
+	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
+		c.log.WithError(err).Info("the cache's disk has no user extended attributes: files are committed at close")
+		c.noMarks.Store(true)
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("close inode %d: mark it closed: %w", ino, err)
+	}
+	c.open.mu.Lock()
+	of.closeDue = true
+	c.open.mu.Unlock()
+	return true, nil
+}
+
+// recoverMark records, after a crash, what the close mark of local file p
+// (ino's, entry e) says where it is newer than the entry: the size (the
+// file's, where a truncation in place made it shorter since) and mtime,
+// with the file's upload queued. It returns the size the entry records
+// then.
+func (c *Cache) recoverMark(p string, e Entry, size int64) (int64, error) {
+	buf := make([]byte, 64)
+	n, err := unix.Getxattr(p, closeMarkAttr, buf)
+	if err != nil {
+		return e.Size, nil // no mark (ENODATA), or none possible
+	}
+	m, ok := unmarshalCloseMark(buf[:n])
+	if !ok || m.gen <= e.LocalGen {
+		return e.Size, nil
+	}
+	if size < m.size {
+		c.log.WithField("ino", e.Ino).WithField("size", size).WithField("closed", m.size).
+			Warn("a file closed through the mount was cut in place before its commit; it keeps what is left")
+		m.size = size
+	}
+	c.treeMu.Lock()
+	defer c.treeMu.Unlock()
+	err = c._update(func(t *tx) error {
+		cur, err := t.get(e.Ino)
+		if err != nil {
+			return err
+		}
+		cur.Size, cur.ModTime, cur.Precision, cur.Grown = m.size, m.mtime, 0, false
+		cur.LocalGen = m.gen - 1
+		return t.changed(cur) // LocalGen becomes the mark's
+	})
+	if err != nil {
+		return e.Size, fmt.Errorf("record the close of inode %d: %w", e.Ino, err)
+	}
+	return m.size, nil
+}
+
+// Releases of marked files are committed in batches, by one goroutine:
+// the kernel does not wait for a release, and one Badger transaction for
+// the files released while the last one ran (a few during tar x) keeps
+// the tree lock free for the creates that follow, where a commit per
+// release held it for each. Until its commit a released file stays open
+// in the cache (its upload waits, the mount shows it from its file).
+
+// releaseGather is how long the releases of a burst gather before their
+// commit.
+const releaseGather = 20 * time.Millisecond
+
+type releaser struct {
+	mu      sync.Mutex
+	q       []released
+	started bool
+	wake    chan struct{} // capacity 1
+}
+
+type released struct {
+	ino   uint64
+	write bool
+}
+
+// releaseLater queues the release of a handle of a file marked closed and
+// reports whether it did.
+func (c *Cache) releaseLater(ino uint64, write bool) bool {
+	of := c.open.get(ino)
+	if of == nil {
+		return false
+	}
+	c.open.mu.Lock()
+	due := of.closeDue
+	c.open.mu.Unlock()
+	if !due {
+		return false
+	}
+	r := &c.rel
+	r.mu.Lock()
+	if !r.started {
+		r.started = true
+		r.wake = make(chan struct{}, 1)
+		c.stopWG.Add(1)
+		go c.releaseLoop()
+	}
+	r.q = append(r.q, released{ino, write})
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// releaseLoop commits and releases what releaseLater queued, in batches,
+// until Close, which it finishes first.
+func (c *Cache) releaseLoop() {
+	defer c.stopWG.Done()
+	for {
+		stop := false
+		select {
+		case <-c.stop:
+			stop = true
+		case <-c.rel.wake:
+			// Let a burst of releases gather: each commit makes the
+			// reads that start meanwhile wait for it (Badger's snapshots).
+			select {
+			case <-c.stop:
+				stop = true
+			case <-time.After(releaseGather):
+			}
+		}
+		for {
+			c.rel.mu.Lock()
+			q := c.rel.q
+			c.rel.q = nil
+			c.rel.mu.Unlock()
+			if len(q) == 0 {
+				break
+			}
+			c.commitReleased(q)
+			for _, r := range q {
+				c.release(r.ino, r.write)
+			}
+		}
+		if stop {
+			return
+		}
+	}
+}
+
+// commitReleased commits the marked files of q in one transaction, or one
+// by one where that fails. A file whose commit fails stays dirty, so that
+// the cache is not marked clean and the next Open records its mark.
+func (c *Cache) commitReleased(q []released) {
+	type rec struct {
+		ino   uint64
+		of    *openFile
+		size  int64
+		mtime time.Time
+	}
+	var recs []rec
+	seen := make(map[uint64]bool, len(q))
+	for _, r := range q {
+		if seen[r.ino] {
+			continue
+		}
+		seen[r.ino] = true
+		if of := c.open.get(r.ino); of != nil {
+			recs = append(recs, rec{ino: r.ino, of: of})
+		}
+	}
+	// Only this goroutine holds more than one commitMu: in inode order.
+	slices.SortFunc(recs, func(a, b rec) int { return cmp.Compare(a.ino, b.ino) })
+	n := 0
+	for _, r := range recs {
+		r.of.commitMu.Lock()
+		c.open.mu.Lock()
+		due := r.of.closeDue && r.of.pending == "" && r.of.fromServer == nil
+		if due {
+			r.of.closeDue, r.of.dirty, r.of.minWrite = false, false, noWrite
+		}
+		c.open.mu.Unlock()
+		var err error
+		if due {
+			r.of.mu.RLock()
+			var st os.FileInfo
+			if st, err = r.of.f.Stat(); err == nil {
+				r.size, r.mtime = st.Size(), st.ModTime()
+			}
+			r.of.mu.RUnlock()
+		}
+		if !due || err != nil {
+			// Committed meanwhile (fsync), or to be committed alone.
+			if err != nil {
+				c.undoCommit(r.of)
+			}
+			r.of.commitMu.Unlock()
+			if err != nil {
+				c.commitAlone(r.ino)
+			}
+			continue
+		}
+		recs[n] = r
+		n++
+	}
+	recs = recs[:n]
+	if len(recs) == 0 {
+		return
+	}
+	c.treeMu.Lock()
+	err := c._update(func(t *tx) error {
+		for _, r := range recs {
+			if err := t.record(r.ino, r.size, r.mtime, 0, "", nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	c.treeMu.Unlock()
+	if err != nil {
+		for _, r := range recs {
+			c.undoCommit(r.of)
+		}
+	}
+	for _, r := range recs {
+		r.of.commitMu.Unlock()
+	}
+	if err != nil {
+		for _, r := range recs {
+			c.commitAlone(r.ino)
+		}
+	}
+}
+
+// undoCommit marks an open file dirty again after its commit failed.
+func (c *Cache) undoCommit(of *openFile) {
+	c.open.mu.Lock()
+	of.dirty, of.minWrite = true, 0
+	c.open.mu.Unlock()
+}
+
+func (c *Cache) commitAlone(ino uint64) {
+	if err := c.Commit(ino, false); err != nil {
+		c.log.WithError(err).WithField("ino", ino).Error("commit a closed file; the next mount records it")
+	}
+}
