@@ -234,6 +234,7 @@ type tx struct {
 	added   []Op
 	removed []uint64
 	touched []uint64  // JournalEvent.Touched
+	made    []Entry   // new names, for c.fresh after the commit
 	at      time.Time // of touched
 	files   []uint64  // local files to delete after the commit
 }
@@ -267,6 +268,9 @@ func (c *Cache) _update(f func(t *tx) error) error {
 		c.flight.end(seq)
 	}
 	c.journalLen.Add(int64(len(t.added) - len(t.removed)))
+	for _, e := range t.made {
+		c.fresh.made(e)
+	}
 	c._emit(JournalEvent{Added: t.added, Removed: t.removed, Touched: t.touched, At: t.at})
 	return nil
 }

@@ -83,6 +83,7 @@ func (c *Cache) ApplyListing(dir uint64, l Listing) (ListingResult, error) {
 	}
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
+	c.fresh.forget(dir)
 
 	var parent Entry
 	var old []Entry
@@ -454,6 +455,7 @@ func (c *Cache) replaceContent(e Entry) error {
 	mu := c.stripe(e.Ino)
 	mu.Lock()
 	defer mu.Unlock()
+	c.fresh.forget(e.Parent)
 	err := c.db.Update(func(txn *badger.Txn) error {
 		if err := deleteBlocks(txn, e.Ino); err != nil {
 			return err
@@ -541,6 +543,7 @@ func (c *Cache) removeSubtrees(tops []Entry) error {
 	var orphans []Entry
 	var files []uint64
 	for _, e := range all {
+		c.fresh.forget(e.Parent, e.Ino)
 		if err := wb.Delete(childKey(e.Parent, e.Name)); err != nil {
 			return fmt.Errorf("remove inode %d: %w", e.Ino, err)
 		}

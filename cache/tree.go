@@ -93,6 +93,14 @@ func (c *Cache) Get(ino uint64) (Entry, error) {
 
 // Lookup returns the child called name of directory parent.
 func (c *Cache) Lookup(parent uint64, name string) (Entry, error) {
+	if ino, known := c.fresh.lookup(parent, name); known {
+		if ino == 0 {
+			return Entry{}, fmt.Errorf("%q in inode %d: %w", name, parent, ErrNotFound)
+		}
+		if e, err := c.Get(ino); err == nil && e.Parent == parent && e.Name == name {
+			return e, nil
+		}
+	}
 	var e Entry
 	err := c.db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(childKey(parent, name))

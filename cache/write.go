@@ -93,6 +93,7 @@ func (t *tx) newChild(e Entry) (string, error) {
 	if err := t.txn.Set(childKey(e.Parent, e.Name), beBytes(e.Ino)); err != nil {
 		return "", err
 	}
+	t.made = append(t.made, e)
 	pp, err := t.path(e.Parent)
 	if err != nil {
 		return "", err
@@ -200,6 +201,7 @@ func (t *tx) drop(e Entry) error {
 	if err := t.unqueue(e.Upload); err != nil {
 		return err
 	}
+	t.c.fresh.forget(e.Parent, e.Ino)
 	if err := t.txn.Delete(childKey(e.Parent, e.Name)); err != nil {
 		return err
 	}
@@ -350,6 +352,7 @@ func (c *Cache) Rename(parent uint64, name string, newParent uint64, newName str
 				return err
 			}
 		}
+		t.c.fresh.forget(parent, newParent)
 		if err := t.txn.Delete(childKey(parent, name)); err != nil {
 			return err
 		}

@@ -208,6 +208,7 @@ func (c *Cache) KeepBoth(seq, ino uint64, kind ConflictKind, conflictName string
 		}
 		remote.Name = e.Name
 		srv := fromTarget(remote, newIno, e.Parent, now)
+		c.fresh.forget(e.Parent)
 		if err := t.txn.Set(childKey(e.Parent, e.Name), beBytes(newIno)); err != nil {
 			return err
 		}
