@@ -39,6 +39,9 @@ type env struct {
 	// after a hash of the remote's settings, and the obscured password
 	// differs on every call, so a remount with a fresh one would not find
 	// the cache of the previous mount.
+	leftovers []string // folders to remove at the end of a workload (removeLater)
+	scratch   string   // a new file system's mount point (freshFilesystem), or ""
+
 	rcloneOnce sync.Once
 	rcloneVars []string
 	rcloneErr  error
