@@ -88,17 +88,23 @@ func (c *Cache) markClosed(ino uint64) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	of.mu.RLock()
-	defer of.mu.RUnlock()
-	if of.f == nil {
+	// The file's mu only around the file: openFiles.mu comes before it.
+	err = func() error {
+		of.mu.RLock()
+		defer of.mu.RUnlock()
+		if of.f == nil {
+			return os.ErrClosed
+		}
+		st, err := of.f.Stat()
+		if err != nil {
+			return fmt.Errorf("close inode %d: %w", ino, err)
+		}
+		m := closeMark{gen: e.LocalGen + 1, size: st.Size(), mtime: st.ModTime()}
+		return unix.Fsetxattr(int(of.f.Fd()), closeMarkAttr, m.marshal(), 0)
+	}()
+	if errors.Is(err, os.ErrClosed) {
 		return false, nil
 	}
-	st, err := of.f.Stat()
-	if err != nil {
-		return false, fmt.Errorf("close inode %d: %w", ino, err)
-	}
-	m := closeMark{gen: e.LocalGen + 1, size: st.Size(), mtime: st.ModTime()}
-	err = unix.Fsetxattr(int(of.f.Fd()), closeMarkAttr, m.marshal(), 0)
 	if errors.Is(err, unix.ENOTSUP) || errors.Is(err, unix.EOPNOTSUPP) {
 		c.log.WithError(err).Info("the cache's disk has no user extended attributes: files are committed at close")
 		c.noMarks.Store(true)
