@@ -90,7 +90,6 @@ type Cache struct {
 	// noMarks is set once the cache's disk refused a close mark
 	// (closemark.go).
 	noMarks atomic.Bool
-	rel     releaser  // commits and releases marked files in batches (closemark.go)
 	fresh   freshDirs // names of the folders made in this run (fresh.go)
 
 	stop   chan struct{}  // closed by Close to end the GC loop and the spare maker

@@ -512,14 +512,7 @@ func (t *tx) changed(e Entry) error {
 // and, if the file was unlinked meanwhile, deletes it. A truncation not
 // committed by then (its commit failed) is dropped with its new content.
 func (c *Cache) Release(ino uint64, write bool) {
-	if c.releaseLater(ino, write) {
-		return
-	}
-	c.release(ino, write)
-}
-
-// release is Release once a close mark is committed.
-func (c *Cache) release(ino uint64, write bool) {
+	c.commitIfClosed(ino)
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	c.open.mu.Lock()

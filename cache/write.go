@@ -417,8 +417,8 @@ func (c *Cache) SetMode(ino uint64, mode os.FileMode) (Entry, error) {
 // with the content, in the transaction that queues the upload, rather than
 // in one of its own now: tar x sets each file's mtime just before closing
 // it. Until then the mount shows it (OpenState). A passthrough file gets it
-// at once.
-func (c *Cache) DeferModTime(ino uint64, mtime time.Time) bool {
+// at once; byWriter says the request came through a handle that may write.
+func (c *Cache) DeferModTime(ino uint64, mtime time.Time, byWriter bool) bool {
 	c.open.mu.Lock()
 	defer c.open.mu.Unlock()
 	of := c.open.m[ino]
@@ -426,13 +426,15 @@ func (c *Cache) DeferModTime(ino uint64, mtime time.Time) bool {
 	case of != nil && of.pass:
 		// The kernel writes a passthrough file itself, so its commits take
 		// the local file's mtime (openFile.pass): set that, while open.mu
-		// keeps the last handle from going. Without a handle that commits
-		// at its close, the caller records it now.
+		// keeps the last handle from going. A commit still comes where the
+		// request came through a handle that may write (its close commits)
+		// or a close mark waits for its release; otherwise the caller
+		// records it now.
 		if err := os.Chtimes(c.localPath(ino), mtime, mtime); err != nil {
 			c.log.WithError(err).WithField("ino", ino).Warn("set the mtime of a local file")
 			return false
 		}
-		return of.writers > 0
+		return byWriter || of.closeDue
 	case of == nil || !of.dirty:
 		return false
 	}

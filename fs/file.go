@@ -169,7 +169,7 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 	}
 	// On a file with writes not committed yet the mtime waits for their
 	// commit (tar x sets it just before the close).
-	if mt, ok := in.GetMTime(); ok && !c.DeferModTime(ino, mt) {
+	if mt, ok := in.GetMTime(); ok && !c.DeferModTime(ino, mt, handleOf(f) != nil && handleOf(f).write) {
 		if err := c.OpenLocal(ino, false, false, n.fs.fill(ctx)); err != nil {
 			return n.fs.toErrno("utimens", err)
 		}
