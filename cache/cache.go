@@ -87,10 +87,7 @@ type Cache struct {
 
 	open  openFiles // local files open through the mount; has its own lock
 	spare spares    // empty local files made ahead for create (spare.go)
-	// noMarks is set once the cache's disk refused a close mark
-	// (closemark.go).
-	noMarks atomic.Bool
-	fresh   freshDirs // names of the folders made in this run (fresh.go)
+	fresh freshDirs // names of the folders made in this run (fresh.go)
 
 	stop   chan struct{}  // closed by Close to end the GC loop and the spare maker
 	stopWG sync.WaitGroup // the GC loop and the spare maker

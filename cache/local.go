@@ -57,9 +57,6 @@ type openFile struct {
 	// content (a truncation is made in place). It stays set until the last
 	// handle is released. Guarded by openFiles.mu.
 	pass bool
-	// closeDue is set by a close mark (closemark.go): the handle's release
-	// commits. Guarded by openFiles.mu.
-	closeDue bool
 
 	refs      int       // open handles
 	writers   int       // handles open for writing
@@ -395,7 +392,7 @@ func (c *Cache) Commit(ino uint64, durable bool) error {
 	if mtime.IsZero() {
 		mtime = of.lastWrite
 	}
-	of.dirty, of.minWrite, of.closeDue = false, noWrite, false
+	of.dirty, of.minWrite = false, noWrite
 	pending, fromServer, pass := of.pending, of.fromServer, of.pass && of.writers > 0
 	c.open.mu.Unlock()
 	if pass {
@@ -512,7 +509,6 @@ func (t *tx) changed(e Entry) error {
 // and, if the file was unlinked meanwhile, deletes it. A truncation not
 // committed by then (its commit failed) is dropped with its new content.
 func (c *Cache) Release(ino uint64, write bool) {
-	c.commitIfClosed(ino)
 	c.treeMu.Lock()
 	defer c.treeMu.Unlock()
 	c.open.mu.Lock()

@@ -111,9 +111,6 @@ func (c *Cache) recoverShard(dir string) (temps, cut, gone int, err error) {
 			if err != nil {
 				return temps, cut, gone, fmt.Errorf("check %s: %w", p, err)
 			}
-			if e.Size, err = c.recoverMark(p, e, fi.Size()); err != nil {
-				return temps, cut, gone, err
-			}
 			switch {
 			case fi.Size() > e.Size:
 				if err := os.Truncate(p, e.Size); err != nil {

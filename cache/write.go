@@ -427,14 +427,13 @@ func (c *Cache) DeferModTime(ino uint64, mtime time.Time, byWriter bool) bool {
 		// The kernel writes a passthrough file itself, so its commits take
 		// the local file's mtime (openFile.pass): set that, while open.mu
 		// keeps the last handle from going. A commit still comes where the
-		// request came through a handle that may write (its close commits)
-		// or a close mark waits for its release; otherwise the caller
-		// records it now.
+		// request came through a handle that may write (its close
+		// commits); otherwise the caller records it now.
 		if err := os.Chtimes(c.localPath(ino), mtime, mtime); err != nil {
 			c.log.WithError(err).WithField("ino", ino).Warn("set the mtime of a local file")
 			return false
 		}
-		return byWriter || of.closeDue
+		return byWriter
 	case of == nil || !of.dirty:
 		return false
 	}

@@ -281,13 +281,12 @@ func (h *handle) Write(ctx context.Context, data []byte, off int64) (uint32, sys
 }
 
 // Flush runs at every close(2): what was written is committed with its
-// upload queued, so a closed file survives a crash. A passthrough file is
-// marked closed instead and committed at its release (cache/closemark.go).
+// upload queued, so a closed file survives a crash.
 func (h *handle) Flush(ctx context.Context) syscall.Errno {
 	if !h.write {
 		return 0
 	}
-	return h.node.fs.toErrno("close", h.node.fs.opts.Cache.CommitClose(h.node.ino()))
+	return h.node.fs.toErrno("close", h.node.fs.opts.Cache.Commit(h.node.ino(), false))
 }
 
 func (h *handle) Fsync(ctx context.Context, flags uint32) syscall.Errno {
