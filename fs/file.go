@@ -153,8 +153,10 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 		return syscall.EROFS
 	}
 	c, ino := n.fs.opts.Cache, n.ino()
+	h := handleOf(f)
+	byWriter := h != nil && h.write
 	if size, ok := in.GetSize(); ok {
-		if h := handleOf(f); h != nil && h.write {
+		if byWriter {
 			if err := c.TruncateLocal(ino, int64(size)); err != nil {
 				return n.fs.toErrno("truncate", err)
 			}
@@ -169,7 +171,7 @@ func (n *fileNode) Setattr(ctx context.Context, f gofs.FileHandle, in *fuse.SetA
 	}
 	// On a file with writes not committed yet the mtime waits for their
 	// commit (tar x sets it just before the close).
-	if mt, ok := in.GetMTime(); ok && !c.DeferModTime(ino, mt, handleOf(f) != nil && handleOf(f).write) {
+	if mt, ok := in.GetMTime(); ok && !c.DeferModTime(ino, mt, byWriter) {
 		if err := c.OpenLocal(ino, false, false, n.fs.fill(ctx)); err != nil {
 			return n.fs.toErrno("utimens", err)
 		}
